@@ -41,11 +41,18 @@ export function loadBootstrap(src: BootstrapSource): JsonObject {
       throw new ConfigErrors([new ConfigError('', `cannot read ${src.path}: ${(e as Error).message}`)]);
     }
     if (/\.(pb|pb_text)$/.test(src.path))
-      throw new ConfigErrors([new ConfigError('', `${src.path}: binary and text-proto bootstraps are not supported; use YAML or JSON`)]);
+      throw new ConfigErrors([
+        new ConfigError(
+          '',
+          `${src.path}: binary and text-proto bootstraps are not supported; use YAML or JSON`,
+        ),
+      ]);
     sources.push([parseConfigText(text, src.path), src.path]);
   }
-  if (src.configYaml !== undefined) sources.push([parseConfigText(src.configYaml, '--config-yaml'), '--config-yaml']);
-  if (sources.length === 0) throw new ConfigErrors([new ConfigError('', 'no configuration given (-c FILE or --config-yaml)')]);
+  if (src.configYaml !== undefined)
+    sources.push([parseConfigText(src.configYaml, '--config-yaml'), '--config-yaml']);
+  if (sources.length === 0)
+    throw new ConfigErrors([new ConfigError('', 'no configuration given (-c FILE or --config-yaml)')]);
 
   for (const [value, source] of sources) {
     if (value && typeof value === 'object' && 'resources' in value && !('static_resources' in value))
@@ -56,7 +63,12 @@ export function loadBootstrap(src: BootstrapSource): JsonObject {
         ),
       ]);
     const { value: canonical, errors } = walkMessage(protos, BOOTSTRAP_TYPE, value, { checkRequired: false });
-    if (errors.length) throw new ConfigErrors(sources.length > 1 ? errors.map((e) => new ConfigError(e.path, `${e.detail} (in ${source})`)) : errors);
+    if (errors.length)
+      throw new ConfigErrors(
+        sources.length > 1
+          ? errors.map((e) => new ConfigError(e.path, `${e.detail} (in ${source})`))
+          : errors,
+      );
     parts.push(canonical ?? {});
   }
   const merged = parts.reduce((acc, p) => mergeMessage(protos, type, acc, p));

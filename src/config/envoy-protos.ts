@@ -36,7 +36,9 @@ export class EnvoyProtos {
 
   constructor() {
     const deps = depsDir();
-    this.searchRoots = ['envoy-api', 'googleapis', 'xds', 'protoc-gen-validate'].map((d) => path.join(deps, d));
+    this.searchRoots = ['envoy-api', 'googleapis', 'xds', 'protoc-gen-validate'].map((d) =>
+      path.join(deps, d),
+    );
     this.searchRoots.push(protobufjsDir());
     this.root = new protobuf.Root();
     this.root.resolvePath = (_origin: string, target: string): string | null => {

@@ -10,7 +10,12 @@ function isObject(v: Json | undefined): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-export function mergeMessage(protos: EnvoyProtos, type: protobuf.Type, base: JsonObject, overlay: JsonObject): JsonObject {
+export function mergeMessage(
+  protos: EnvoyProtos,
+  type: protobuf.Type,
+  base: JsonObject,
+  overlay: JsonObject,
+): JsonObject {
   const out: JsonObject = { ...base };
   for (const [key, value] of Object.entries(overlay)) {
     const field = type.fields[key];

@@ -152,7 +152,8 @@ export class ProtoJsonWalker {
     if (this.full) return undefined;
     const wkt = this.wellKnown(type, value, path);
     if (wkt !== NOT_WKT) return wkt;
-    if (!isPlainObject(value)) return this.fail(path, `expected an object (${type.name}), got ${describe(value)}`);
+    if (!isPlainObject(value))
+      return this.fail(path, `expected an object (${type.name}), got ${describe(value)}`);
 
     const out: JsonObject = {};
     const oneofSeen = new Map<string, string>();
@@ -167,13 +168,19 @@ export class ProtoJsonWalker {
         this.fail(fpath, 'field given twice (snake_case and camelCase spellings)');
         continue;
       }
-      if (raw === null && this.protos.resolveField(field).resolvedType?.fullName !== '.google.protobuf.Value') {
+      if (
+        raw === null &&
+        this.protos.resolveField(field).resolvedType?.fullName !== '.google.protobuf.Value'
+      ) {
         continue; // proto3 JSON: null means "not set"
       }
       if (field.partOf) {
         const other = oneofSeen.get(field.partOf.name);
         if (other) {
-          this.fail(fpath, `only one of '${other}' and '${field.name}' may be set (oneof ${field.partOf.name})`);
+          this.fail(
+            fpath,
+            `only one of '${other}' and '${field.name}' may be set (oneof ${field.partOf.name})`,
+          );
           continue;
         }
         oneofSeen.set(field.partOf.name, field.name);
@@ -205,7 +212,8 @@ export class ProtoJsonWalker {
     const r = kind ? rules[kind] : undefined;
     if (!isPlainObject(r) || r.ignore_empty === true) return;
     if (field.repeated || field.map) {
-      if (Number(r.min_items ?? r.min_pairs ?? 0) > 0) this.fail(path, 'required field is missing (must not be empty)');
+      if (Number(r.min_items ?? r.min_pairs ?? 0) > 0)
+        this.fail(path, 'required field is missing (must not be empty)');
       return;
     }
     this.protos.resolveField(field);
@@ -216,7 +224,12 @@ export class ProtoJsonWalker {
     }
     if (rt) return; // enums: defined_only holds for the zero value
     const before = this.errors.length;
-    this.checkScalarRules(field.type, field.type === 'string' || field.type === 'bytes' ? '' : 0, rules, path);
+    this.checkScalarRules(
+      field.type,
+      field.type === 'string' || field.type === 'bytes' ? '' : 0,
+      rules,
+      path,
+    );
     if (this.errors.length > before) {
       const e = this.errors[before]!;
       this.errors[before] = new ConfigError(path, `required field is missing (${e.detail})`);
@@ -254,7 +267,8 @@ export class ProtoJsonWalker {
     }
     if (field.repeated) {
       if (!Array.isArray(raw)) return this.fail(path, `expected a list, got ${describe(raw)}`);
-      const itemRules = rules && isPlainObject(rules.repeated) ? (rules.repeated.items as Rules | undefined) : undefined;
+      const itemRules =
+        rules && isPlainObject(rules.repeated) ? (rules.repeated.items as Rules | undefined) : undefined;
       const out: Json[] = [];
       raw.forEach((item, i) => {
         const v = this.single(field, item, `${path}[${i}]`, itemRules);
@@ -274,7 +288,12 @@ export class ProtoJsonWalker {
     return this.single(field, raw, path, rules);
   }
 
-  private single(field: protobuf.Field, raw: unknown, path: string, rules: Rules | undefined): Json | undefined {
+  private single(
+    field: protobuf.Field,
+    raw: unknown,
+    path: string,
+    rules: Rules | undefined,
+  ): Json | undefined {
     if (raw === null && field.resolvedType?.fullName !== '.google.protobuf.Value') {
       return this.fail(path, 'null is not allowed here');
     }
@@ -290,7 +309,12 @@ export class ProtoJsonWalker {
     return v;
   }
 
-  private enumValue(e: protobuf.Enum, raw: unknown, path: string, rules: Rules | undefined): Json | undefined {
+  private enumValue(
+    e: protobuf.Enum,
+    raw: unknown,
+    path: string,
+    rules: Rules | undefined,
+  ): Json | undefined {
     let name: string | undefined;
     if (typeof raw === 'string') {
       if (raw in e.values) name = raw;
@@ -300,7 +324,8 @@ export class ProtoJsonWalker {
       name = e.valuesById[raw];
       if (name === undefined) {
         const r = rules?.enum;
-        if (isPlainObject(r) && r.defined_only === true) return this.fail(path, `${raw} is not a value of ${e.name}`);
+        if (isPlainObject(r) && r.defined_only === true)
+          return this.fail(path, `${raw} is not a value of ${e.name}`);
         return raw;
       }
     }
@@ -311,7 +336,8 @@ export class ProtoJsonWalker {
     const r = rules?.enum;
     if (isPlainObject(r)) {
       const num = e.values[name]!;
-      if (Array.isArray(r.not_in) && (r.not_in as number[]).includes(num)) this.fail(path, `${name} is not allowed`);
+      if (Array.isArray(r.not_in) && (r.not_in as number[]).includes(num))
+        this.fail(path, `${name} is not allowed`);
       if (Array.isArray(r.in) && !(r.in as number[]).includes(num)) this.fail(path, `${name} is not allowed`);
     }
     return name;
@@ -357,14 +383,20 @@ export class ProtoJsonWalker {
       const len = [...v].length;
       if (r.min_len !== undefined && len < Number(r.min_len))
         this.fail(path, r.min_len === 1 ? 'must not be empty' : `must be at least ${r.min_len} characters`);
-      if (r.max_len !== undefined && len > Number(r.max_len)) this.fail(path, `must be at most ${r.max_len} characters`);
+      if (r.max_len !== undefined && len > Number(r.max_len))
+        this.fail(path, `must be at most ${r.max_len} characters`);
       if (r.min_bytes !== undefined && Buffer.byteLength(v) < Number(r.min_bytes))
         this.fail(path, `must be at least ${r.min_bytes} bytes`);
       if (r.max_bytes !== undefined && Buffer.byteLength(v) > Number(r.max_bytes))
         this.fail(path, `must be at most ${r.max_bytes} bytes`);
-      if (typeof r.prefix === 'string' && !v.startsWith(r.prefix)) this.fail(path, `must start with '${r.prefix}'`);
+      if (typeof r.prefix === 'string' && !v.startsWith(r.prefix))
+        this.fail(path, `must start with '${r.prefix}'`);
       if (Array.isArray(r.in) && !r.in.includes(v)) this.fail(path, `must be one of ${r.in.join(', ')}`);
-      if (r.well_known_regex === 'HTTP_HEADER_NAME' && r.strict !== false && !/^:?[0-9a-zA-Z!#$%&'*+\-.^_|~`]+$/.test(v))
+      if (
+        r.well_known_regex === 'HTTP_HEADER_NAME' &&
+        r.strict !== false &&
+        !/^:?[0-9a-zA-Z!#$%&'*+\-.^_|~`]+$/.test(v)
+      )
         this.fail(path, `'${v}' is not a valid HTTP header name`);
       if (r.well_known_regex === 'HTTP_HEADER_VALUE' && r.strict !== false && /[\0\r\n]/.test(v))
         this.fail(path, 'is not a valid HTTP header value');
@@ -379,7 +411,8 @@ export class ProtoJsonWalker {
     if (r.gte !== undefined && !(v >= Number(r.gte))) this.fail(path, `${v} must be at least ${r.gte}`);
     if (r.lt !== undefined && !(v < Number(r.lt))) this.fail(path, `${v} must be less than ${r.lt}`);
     if (r.lte !== undefined && !(v <= Number(r.lte))) this.fail(path, `${v} must be at most ${r.lte}`);
-    if (Array.isArray(r.in) && !r.in.map(Number).includes(v)) this.fail(path, `${v} must be one of ${r.in.join(', ')}`);
+    if (Array.isArray(r.in) && !r.in.map(Number).includes(v))
+      this.fail(path, `${v} must be one of ${r.in.join(', ')}`);
     if (Array.isArray(r.not_in) && r.not_in.map(Number).includes(v)) this.fail(path, `${v} is not allowed`);
   }
 
@@ -390,14 +423,23 @@ export class ProtoJsonWalker {
       if (!d) return;
       const n = durationNanos(d);
       const r = rules.duration;
-      if (r.gt !== undefined && !(n > ruleDurationNanos(r.gt))) this.fail(path, `${v} must be greater than ${fmtRule(r.gt)}`);
-      if (r.gte !== undefined && !(n >= ruleDurationNanos(r.gte))) this.fail(path, `${v} must be at least ${fmtRule(r.gte)}`);
-      if (r.lt !== undefined && !(n < ruleDurationNanos(r.lt))) this.fail(path, `${v} must be less than ${fmtRule(r.lt)}`);
-      if (r.lte !== undefined && !(n <= ruleDurationNanos(r.lte))) this.fail(path, `${v} must be at most ${fmtRule(r.lte)}`);
+      if (r.gt !== undefined && !(n > ruleDurationNanos(r.gt)))
+        this.fail(path, `${v} must be greater than ${fmtRule(r.gt)}`);
+      if (r.gte !== undefined && !(n >= ruleDurationNanos(r.gte)))
+        this.fail(path, `${v} must be at least ${fmtRule(r.gte)}`);
+      if (r.lt !== undefined && !(n < ruleDurationNanos(r.lt)))
+        this.fail(path, `${v} must be less than ${fmtRule(r.lt)}`);
+      if (r.lte !== undefined && !(n <= ruleDurationNanos(r.lte)))
+        this.fail(path, `${v} must be at most ${fmtRule(r.lte)}`);
       return;
     }
     // Wrapper types take the rules of their inner scalar.
-    if (name.startsWith('google.protobuf.') && WRAPPERS.has(type.name) && v !== null && typeof v !== 'object') {
+    if (
+      name.startsWith('google.protobuf.') &&
+      WRAPPERS.has(type.name) &&
+      v !== null &&
+      typeof v !== 'object'
+    ) {
       const inner = type.fields.value!.type;
       this.checkScalarRules(inner, v, rules, path);
     }
@@ -408,7 +450,11 @@ export class ProtoJsonWalker {
     if (!name.startsWith('google.protobuf.')) return NOT_WKT;
     const short = type.name;
     if (WRAPPERS.has(short)) {
-      if (isPlainObject(value)) return this.fail(path, `expected a bare ${short.replace('Value', '').toLowerCase()} value, got an object`);
+      if (isPlainObject(value))
+        return this.fail(
+          path,
+          `expected a bare ${short.replace('Value', '').toLowerCase()} value, got an object`,
+        );
       return this.scalar(type.fields.value!.type, value, path);
     }
     switch (short) {
@@ -434,14 +480,16 @@ export class ProtoJsonWalker {
           return this.fail(path, `expected an RFC 3339 timestamp, got ${describe(value)}`);
         return value;
       case 'FieldMask':
-        if (typeof value !== 'string') return this.fail(path, `expected a field mask string, got ${describe(value)}`);
+        if (typeof value !== 'string')
+          return this.fail(path, `expected a field mask string, got ${describe(value)}`);
         return value;
       case 'Empty':
         if (!isPlainObject(value) || Object.keys(value).length)
           return this.fail(path, `expected an empty object, got ${describe(value)}`);
         return {};
       case 'Struct':
-        if (!isPlainObject(value)) return this.fail(path, `expected an object (Struct), got ${describe(value)}`);
+        if (!isPlainObject(value))
+          return this.fail(path, `expected an object (Struct), got ${describe(value)}`);
         return value as Json;
       case 'Value':
         return value as Json;
@@ -456,7 +504,8 @@ export class ProtoJsonWalker {
   }
 
   private any(value: unknown, path: string): Json | undefined {
-    if (!isPlainObject(value)) return this.fail(path, `expected an object with '@type', got ${describe(value)}`);
+    if (!isPlainObject(value))
+      return this.fail(path, `expected an object with '@type', got ${describe(value)}`);
     const typeUrl = value['@type'];
     if (typeof typeUrl !== 'string' || typeUrl === '') return this.fail(path, "missing '@type'");
     const tpath = `${path}`;
@@ -475,7 +524,8 @@ export class ProtoJsonWalker {
     const canonicalUrl = `type.googleapis.com/${fullName}`;
     if (fullName.startsWith('google.protobuf.') && type.name !== 'Any') {
       const wkt = this.wellKnown(type, rest.value, `${path}.value`);
-      if (wkt === undefined || wkt === NOT_WKT) return wkt === NOT_WKT ? this.message(type, rest, path) : undefined;
+      if (wkt === undefined || wkt === NOT_WKT)
+        return wkt === NOT_WKT ? this.message(type, rest, path) : undefined;
       return { '@type': canonicalUrl, value: wkt };
     }
     const inner = this.message(type, rest, path);
@@ -503,4 +553,46 @@ export function walkMessage(
   const w = new ProtoJsonWalker(protos, opts);
   const v = w.message(type, value, path);
   return { value: isPlainObject(v) ? (v as JsonObject) : undefined, errors: w.errors };
+}
+
+/**
+ * Returns a copy of canonical JSON with every field the protos mark
+ * `(udpa.annotations.sensitive)` replaced by "[redacted]", as Envoy's
+ * /config_dump does.
+ */
+export function redactSensitive(protos: EnvoyProtos, type: protobuf.Type, value: Json): Json {
+  if (!isPlainObject(value)) return value;
+  const name = type.fullName.slice(1);
+  if (name === 'google.protobuf.Any') {
+    const url = value['@type'];
+    const inner = typeof url === 'string' ? protos.lookupTypeUrl(url) : undefined;
+    return inner ? redactSensitive(protos, inner, value) : value;
+  }
+  if (name.startsWith('google.protobuf.')) return value;
+  const out: JsonObject = {};
+  for (const [k, v] of Object.entries(value)) {
+    const field = type.fields[k];
+    if (!field) {
+      out[k] = v as Json;
+      continue;
+    }
+    if ((field.options as Record<string, unknown> | undefined)?.['(udpa.annotations.sensitive)'] === true) {
+      out[k] = '[redacted]';
+      continue;
+    }
+    protos.resolveField(field);
+    const rt = field.resolvedType;
+    if (rt && 'fields' in rt) {
+      const t = rt as protobuf.Type;
+      if (field.map && isPlainObject(v))
+        out[k] = Object.fromEntries(
+          Object.entries(v).map(([mk, mv]) => [mk, redactSensitive(protos, t, mv as Json)]),
+        );
+      else if (Array.isArray(v)) out[k] = v.map((x) => redactSensitive(protos, t, x as Json));
+      else out[k] = redactSensitive(protos, t, v as Json);
+    } else {
+      out[k] = v as Json;
+    }
+  }
+  return out;
 }

@@ -122,6 +122,11 @@ export class Reader {
     return out;
   }
 
+  /** An empty config at `path` (an extension given by name with no typed_config). */
+  ctxEmpty(path: string): Reader {
+    return new Reader({}, path, this.ctx);
+  }
+
   /** The `@type` of an Any that this reader wraps. */
   get typeUrl(): string | undefined {
     this.used.add('@type');
@@ -137,7 +142,10 @@ export class Reader {
   assertAllRead(): void {
     for (const key of Object.keys(this.value)) {
       if (this.value[key] === undefined || this.used.has(key)) continue;
-      throw new ConfigError(this.pathOf(key), "is not supported by Herald (it would be ignored, so it is rejected)");
+      throw new ConfigError(
+        this.pathOf(key),
+        'is not supported by Herald (it would be ignored, so it is rejected)',
+      );
     }
   }
 }

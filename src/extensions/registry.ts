@@ -3,6 +3,7 @@
 // typed_config). Adding an extension is a file and one register() call in
 // src/extensions/builtin.ts.
 import type { Reader } from '../config/reader.js';
+import type { ServerContext } from '../server/server-context.js';
 
 export type ExtensionCategory =
   | 'listener_filter'
@@ -18,8 +19,10 @@ export type ExtensionCategory =
 export interface FactoryContext {
   /** Path of the extension's config in the bootstrap, for error messages. */
   path: string;
+  /** The server this config is for (its cluster manager exists once it starts). */
+  server: ServerContext;
   /** Compiles a nested extension (e.g. HCM compiling its HTTP filters). */
-  compileExtension<T>(category: ExtensionCategory, name: string, config: Reader | undefined, path: string): T;
+  compileExtension<T>(category: ExtensionCategory, holder: Reader, nameKey?: string, configKey?: string): T;
 }
 
 export interface ExtensionFactory<T = unknown> {

@@ -1,0 +1,137 @@
+// Envoy's command operators (%DOWNSTREAM_REMOTE_ADDRESS%, %REQ(x-id)%, ...),
+// compiled once into a list of literal strings and getter functions. Used by
+// header values now and by access logs later. An unknown operator is a config
+// error that names it.
+import os from 'node:os';
+import type { StreamInfo } from '../http/stream-info.js';
+import { responseFlagsLong, responseFlagsShort } from '../http/stream-info.js';
+import { formatAddress } from '../network/address.js';
+
+export type HeaderValue = string | string[] | undefined;
+export type Headers = Record<string, HeaderValue>;
+
+export interface FormatContext {
+  info: StreamInfo;
+  requestHeaders?: Headers | undefined;
+  responseHeaders?: Headers | undefined;
+  protocol: string;
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+}
+
+type Getter = (c: FormatContext) => string | undefined;
+
+function header(h: Headers | undefined, name: string): string | undefined {
+  const v = h?.[name];
+  return Array.isArray(v) ? v.join(',') : v;
+}
+
+const SIMPLE: Record<string, Getter> = {
+  DOWNSTREAM_REMOTE_ADDRESS: (c) => formatAddress(c.remoteAddress, c.remotePort),
+  DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT: (c) => c.remoteAddress,
+  DOWNSTREAM_DIRECT_REMOTE_ADDRESS: (c) => formatAddress(c.remoteAddress, c.remotePort),
+  DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT: (c) => c.remoteAddress,
+  DOWNSTREAM_LOCAL_ADDRESS: (c) => formatAddress(c.localAddress, c.localPort),
+  DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT: (c) => c.localAddress,
+  DOWNSTREAM_LOCAL_PORT: (c) => String(c.localPort),
+  PROTOCOL: (c) => c.protocol,
+  HOSTNAME: () => os.hostname(),
+  START_TIME: (c) => new Date(c.info.startTime).toISOString(),
+  RESPONSE_CODE: (c) => String(c.info.responseCode),
+  RESPONSE_CODE_DETAILS: (c) => c.info.responseCodeDetails || undefined,
+  RESPONSE_FLAGS: (c) => responseFlagsShort(c.info.responseFlags),
+  RESPONSE_FLAGS_LONG: (c) => responseFlagsLong(c.info.responseFlags),
+  UPSTREAM_CLUSTER: (c) => c.info.upstreamCluster || undefined,
+  UPSTREAM_HOST: (c) => c.info.upstreamHost || undefined,
+  ROUTE_NAME: (c) => c.info.routeName || undefined,
+  BYTES_RECEIVED: (c) => String(c.info.bytesReceived),
+  BYTES_SENT: (c) => String(c.info.bytesSent),
+  UPSTREAM_REQUEST_ATTEMPT_COUNT: (c) => String(c.info.attemptCount),
+};
+
+export class FormatError extends Error {}
+
+/** A compiled format string. `format()` renders it; missing values print `-` (or are empty in headers). */
+export class SubstitutionFormatter {
+  private readonly parts: Array<string | Getter>;
+
+  constructor(
+    template: string,
+    private readonly missing = '-',
+  ) {
+    this.parts = compile(template);
+  }
+
+  get isLiteral(): boolean {
+    return this.parts.every((p) => typeof p === 'string');
+  }
+
+  format(c: FormatContext): string {
+    let out = '';
+    for (const p of this.parts) out += typeof p === 'string' ? p : (p(c) ?? this.missing);
+    return out;
+  }
+}
+
+function compile(t: string): Array<string | Getter> {
+  const parts: Array<string | Getter> = [];
+  let lit = '';
+  let i = 0;
+  while (i < t.length) {
+    const ch = t[i]!;
+    if (ch !== '%') {
+      lit += ch;
+      i++;
+      continue;
+    }
+    if (t[i + 1] === '%') {
+      lit += '%';
+      i += 2;
+      continue;
+    }
+    const end = findClose(t, i + 1);
+    if (end < 0) throw new FormatError(`unterminated command operator in '${t}'`);
+    const op = t.slice(i + 1, end);
+    if (lit) parts.push(lit);
+    lit = '';
+    parts.push(operator(op));
+    i = end + 1;
+  }
+  if (lit) parts.push(lit);
+  return parts;
+}
+
+/** Finds the '%' that closes an operator, skipping over parenthesised arguments. */
+function findClose(t: string, from: number): number {
+  let depth = 0;
+  for (let j = from; j < t.length; j++) {
+    const c = t[j];
+    if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else if (c === '%' && depth === 0) return j;
+  }
+  return -1;
+}
+
+function operator(op: string): Getter {
+  const simple = SIMPLE[op];
+  if (simple) return simple;
+  const m = /^(REQ|RESP)\(([^)]*)\)(?::(\d+))?$/.exec(op);
+  if (m) {
+    const [main, alt] = m[2]!.split('?').map((s) => s.trim().toLowerCase());
+    if (!main) throw new FormatError(`empty header name in %${op}%`);
+    const max = m[3] ? Number(m[3]) : undefined;
+    const which = m[1] === 'REQ' ? 'requestHeaders' : 'responseHeaders';
+    // Herald's header maps hold HTTP/1 Host as :authority, like Envoy's.
+    const name = main === 'host' ? ':authority' : main;
+    const altName = alt === 'host' ? ':authority' : alt;
+    return (c) => {
+      let v = header(c[which], name);
+      if (v === undefined && altName) v = header(c[which], altName);
+      return v !== undefined && max !== undefined ? v.slice(0, max) : v;
+    };
+  }
+  throw new FormatError(`unknown command operator %${op}%`);
+}

@@ -1,0 +1,127 @@
+// envoy.filters.network.http_connection_manager: config compiled once.
+import type { Reader } from '../config/reader.js';
+import { type ExtensionFactory, type FactoryContext, registry } from '../extensions/registry.js';
+import type { NetworkFilterFactory } from '../network/filter.js';
+import { compileRouteConfiguration, type RouteTable } from '../router/route-config.js';
+import type { ServerContext } from '../server/server-context.js';
+import { ConnectionManager, HttpConnectionManagerStats } from './conn-manager.js';
+import type { HttpFilterContext, HttpFilterFactory } from './filter.js';
+
+export const HCM_TYPE_URL =
+  'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+
+export type CodecType = 'AUTO' | 'HTTP1' | 'HTTP2';
+export type ServerHeaderTransformation = 'OVERWRITE' | 'APPEND_IF_ABSENT' | 'PASS_THROUGH';
+
+export interface ConnectionManagerConfig {
+  statPrefix: string;
+  codecType: CodecType;
+  routeTable: RouteTable;
+  filterFactories: HttpFilterFactory[];
+  filterContext: HttpFilterContext;
+  serverName: string;
+  serverHeaderTransformation: ServerHeaderTransformation;
+  useRemoteAddress: boolean;
+  xffNumTrustedHops: number;
+  skipXffAppend: boolean;
+  generateRequestId: boolean;
+  preserveExternalRequestId: boolean;
+  maxRequestHeadersKb: number;
+  /** Downstream connection idle timeout (common_http_protocol_options.idle_timeout), ms; Envoy's default 1 h. */
+  idleTimeoutMs: number;
+  server: ServerContext;
+}
+
+export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): ConnectionManagerConfig {
+  const statPrefix = r.str('stat_prefix', '');
+  const codecType = r.enum<string>('codec_type', 'AUTO');
+  if (codecType === 'HTTP3') throw r.error('codec_type', 'HTTP/3 is not supported');
+
+  const rc = r.msg('route_config');
+  if (!rc) {
+    const which = r.oneof('rds', 'scoped_routes');
+    throw r.error(
+      which,
+      which ? `'${which}' is not supported yet; use route_config` : "'route_config' is required",
+    );
+  }
+  const routeTable = compileRouteConfiguration(rc, {
+    knownClusters: ctx.server.knownClusters,
+    validateClustersDefault: true,
+  });
+
+  const filters = r.list('http_filters');
+  const filterFactories: HttpFilterFactory[] = [];
+  filters.forEach((f, i) => {
+    if (f.bool('disabled')) throw f.error('disabled', 'disabled filters are not supported yet');
+    if (f.bool('is_optional')) {
+      // An optional filter Herald does not know is skipped, as Envoy does.
+      const url = (f.value.typed_config as Record<string, unknown> | undefined)?.['@type'];
+      if (typeof url !== 'string' || !registry.byTypeUrl('http_filter', url)) {
+        f.ignore('typed_config', 'name');
+        return;
+      }
+    }
+    const factory = ctx.compileExtension<HttpFilterFactory>('http_filter', f);
+    if (factory.terminal && i !== filters.length - 1)
+      throw f.error('name', `terminal filter '${factory.name}' must be the last HTTP filter`);
+    if (!factory.terminal && i === filters.length - 1)
+      throw f.error(
+        'name',
+        `the last HTTP filter must be a terminal filter (e.g. envoy.filters.http.router), not '${factory.name}'`,
+      );
+    filterFactories.push(factory);
+  });
+  if (filters.length === 0) throw r.error('http_filters', 'at least the router filter is required');
+
+  const cho = r.msg('common_http_protocol_options');
+  const idleTimeoutMs = cho ? cho.durationMs('idle_timeout', 3600_000) : 3600_000;
+
+  const server = ctx.server;
+  return {
+    statPrefix,
+    codecType: codecType as CodecType,
+    routeTable,
+    filterFactories,
+    filterContext: {
+      get clusterManager() {
+        return server.clusterManager;
+      },
+    },
+    serverName: r.str('server_name', 'envoy'),
+    serverHeaderTransformation: r.enum<ServerHeaderTransformation>(
+      'server_header_transformation',
+      'OVERWRITE',
+    ),
+    useRemoteAddress: r.bool('use_remote_address'),
+    xffNumTrustedHops: r.num('xff_num_trusted_hops', 0),
+    skipXffAppend: r.bool('skip_xff_append'),
+    generateRequestId: r.has('generate_request_id') ? r.bool('generate_request_id') : true,
+    preserveExternalRequestId: r.bool('preserve_external_request_id'),
+    maxRequestHeadersKb: r.num('max_request_headers_kb', 60),
+    idleTimeoutMs,
+    server,
+  };
+}
+
+export const httpConnectionManagerFactory: ExtensionFactory<NetworkFilterFactory> = {
+  name: 'envoy.filters.network.http_connection_manager',
+  typeUrls: [HCM_TYPE_URL],
+  category: 'network_filter',
+  create(r, ctx) {
+    const cfg = compileHttpConnectionManager(r, ctx);
+    // One connection manager (and its HTTP/1 and HTTP/2 codecs) serves every connection of this filter chain.
+    let cm: ConnectionManager | undefined;
+    return {
+      name: 'envoy.filters.network.http_connection_manager',
+      terminal: true,
+      createFilter() {
+        cm ??= new ConnectionManager(
+          cfg,
+          new HttpConnectionManagerStats(cfg.server.stats.scope(`http.${cfg.statPrefix}.`)),
+        );
+        return cm;
+      },
+    };
+  },
+};

@@ -1,0 +1,96 @@
+// The HTTP filter contract, in Envoy's words. Decoder filters run in config
+// order on the request; encoder filters in reverse order on the response.
+// A filter returns Continue to pass the headers on, or StopIteration to hold
+// them until it calls `continueDecoding()` / `continueEncoding()` (or sends a
+// local reply).
+import type { FormatContext, Headers } from '../common/substitution-formatter.js';
+import type { Route, RouteTable, VirtualHost } from '../router/route-config.js';
+import type { StreamInfo } from './stream-info.js';
+
+export enum FilterHeadersStatus {
+  Continue = 0,
+  StopIteration = 1,
+}
+
+export interface LocalReplyOptions {
+  /** %RESPONSE_CODE_DETAILS% value, e.g. `route_not_found`. */
+  details: string;
+  /** Response flag bits to set. */
+  flags?: number;
+  /** Extra response headers, e.g. x-envoy-overloaded. */
+  headers?: Headers;
+  grpcStatus?: number;
+}
+
+export interface StreamCallbacks {
+  readonly streamInfo: StreamInfo;
+  readonly requestHeaders: Headers;
+  readonly routeTable: RouteTable;
+  /** The route chosen for this request (computed on first use; cleared by clearRouteCache). */
+  route(): { vhost: VirtualHost; route: Route } | undefined;
+  clearRouteCache(): void;
+  /** Values for command operators (%DOWNSTREAM_REMOTE_ADDRESS%, %REQ(x)%, ...). */
+  formatContext(responseHeaders?: Headers): FormatContext;
+  sendLocalReply(status: number, body: string, opts: LocalReplyOptions): void;
+}
+
+export interface DownstreamInfo {
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+  /** 'HTTP/1.0', 'HTTP/1.1' or 'HTTP/2'. */
+  protocol: string;
+  /** 'http' or 'https'. */
+  scheme: string;
+}
+
+export interface DecoderFilterCallbacks extends StreamCallbacks {
+  readonly downstream: DownstreamInfo;
+  /** The request body as a stream (ended at once when the request has none). */
+  readonly requestBody: import('node:stream').Readable;
+  continueDecoding(): void;
+  /** Sends response headers through the encoder filters to the client. */
+  encodeHeaders(status: number, headers: Headers, endStream: boolean): void;
+  /** Sends body bytes; returns false when the client is not keeping up (wait for onDownstreamDrain). */
+  encodeData(chunk: Buffer, endStream: boolean): boolean;
+  encodeTrailers(trailers: Headers): void;
+  onDownstreamDrain(cb: () => void): void;
+  /** Called when the client goes away before the response is complete. */
+  onDownstreamReset(cb: () => void): void;
+  /** Aborts the response (client sees a reset / closed connection). */
+  resetStream(): void;
+}
+
+export interface EncoderFilterCallbacks extends StreamCallbacks {
+  continueEncoding(): void;
+}
+
+export interface StreamDecoderFilter {
+  setDecoderFilterCallbacks(cb: DecoderFilterCallbacks): void;
+  decodeHeaders(headers: Headers, endStream: boolean): FilterHeadersStatus;
+}
+
+export interface StreamEncoderFilter {
+  setEncoderFilterCallbacks(cb: EncoderFilterCallbacks): void;
+  encodeHeaders(status: number, headers: Headers, endStream: boolean): FilterHeadersStatus;
+}
+
+export interface StreamFilterBase {
+  onDestroy?(): void;
+}
+
+export type HttpFilter = StreamFilterBase & Partial<StreamDecoderFilter> & Partial<StreamEncoderFilter>;
+
+/** What an HTTP filter factory returns: called once per stream to make that stream's filter. */
+export interface HttpFilterFactory {
+  name: string;
+  /** True for the router: it ends the chain and proxies the request. */
+  terminal: boolean;
+  createFilter(ctx: HttpFilterContext): HttpFilter;
+}
+
+/** Services a filter may use, fixed for the life of the HCM config. */
+export interface HttpFilterContext {
+  clusterManager: import('../upstream/cluster-manager.js').ClusterManager;
+}

@@ -1,0 +1,79 @@
+// Per-request (or per-TCP-connection) facts that access logs, stats and
+// local replies read: Envoy's StreamInfo.
+
+/** Envoy's response flags, in Envoy's order (bit i = entry i). */
+export const RESPONSE_FLAGS = [
+  ['LH', 'FailedLocalHealthCheck'],
+  ['UH', 'NoHealthyUpstream'],
+  ['UT', 'UpstreamRequestTimeout'],
+  ['LR', 'LocalReset'],
+  ['UR', 'UpstreamRemoteReset'],
+  ['UF', 'UpstreamConnectionFailure'],
+  ['UC', 'UpstreamConnectionTermination'],
+  ['UO', 'UpstreamOverflow'],
+  ['NR', 'NoRouteFound'],
+  ['DI', 'DelayInjected'],
+  ['FI', 'FaultInjected'],
+  ['RL', 'RateLimited'],
+  ['UAEX', 'UnauthorizedExternalService'],
+  ['RLSE', 'RateLimitServiceError'],
+  ['DC', 'DownstreamConnectionTermination'],
+  ['URX', 'UpstreamRetryLimitExceeded'],
+  ['SI', 'StreamIdleTimeout'],
+  ['IH', 'InvalidEnvoyRequestHeaders'],
+  ['DPE', 'DownstreamProtocolError'],
+  ['UMSDR', 'UpstreamMaxStreamDurationReached'],
+  ['RFCF', 'ResponseFromCacheFilter'],
+  ['NFCF', 'NoFilterConfigFound'],
+  ['DT', 'DurationTimeout'],
+  ['UPE', 'UpstreamProtocolError'],
+  ['NC', 'NoClusterFound'],
+  ['OM', 'OverloadManager'],
+  ['DF', 'DnsResolutionFailed'],
+  ['DO', 'DropOverLoad'],
+] as const;
+
+export type ResponseFlagName = (typeof RESPONSE_FLAGS)[number][0];
+
+export const ResponseFlag = Object.fromEntries(RESPONSE_FLAGS.map(([s], i) => [s, 1 << i])) as Record<
+  ResponseFlagName,
+  number
+>;
+
+export function responseFlagsShort(bits: number): string {
+  if (bits === 0) return '-';
+  let out = '';
+  for (let i = 0; i < RESPONSE_FLAGS.length; i++) {
+    if (bits & (1 << i)) out = out ? `${out},${RESPONSE_FLAGS[i]![0]}` : RESPONSE_FLAGS[i]![0];
+  }
+  return out;
+}
+
+export function responseFlagsLong(bits: number): string {
+  if (bits === 0) return '-';
+  const out: string[] = [];
+  for (let i = 0; i < RESPONSE_FLAGS.length; i++) if (bits & (1 << i)) out.push(RESPONSE_FLAGS[i]![1]);
+  return out.join(',');
+}
+
+export class StreamInfo {
+  readonly startTime = Date.now();
+  readonly startHr = process.hrtime.bigint();
+  responseFlags = 0;
+  responseCode = 0;
+  responseCodeDetails = '';
+  routeName = '';
+  upstreamCluster = '';
+  upstreamHost = '';
+  bytesReceived = 0;
+  bytesSent = 0;
+  attemptCount = 0;
+
+  setFlag(flag: number): void {
+    this.responseFlags |= flag;
+  }
+
+  hasFlag(flag: number): boolean {
+    return (this.responseFlags & flag) !== 0;
+  }
+}

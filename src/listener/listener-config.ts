@@ -1,0 +1,72 @@
+// config.listener.v3.Listener -> ListenerConfig.
+import type { Reader } from '../config/reader.js';
+import type { FactoryContext } from '../extensions/registry.js';
+import { compileAddress, type SocketAddress } from '../network/address.js';
+import type { NetworkFilterFactory } from '../network/filter.js';
+import { compileFilterChainMatch, type FilterChainMatch } from './filter-chain-match.js';
+import { compileTransportSocket, type DownstreamTransport } from './transport-socket.js';
+
+export interface FilterChainConfig {
+  name: string;
+  match: FilterChainMatch;
+  filterFactories: NetworkFilterFactory[];
+  transport: DownstreamTransport | undefined;
+}
+
+export interface ListenerConfig {
+  name: string;
+  address: SocketAddress;
+  statPrefix: string;
+  filterChains: FilterChainConfig[];
+  defaultFilterChain: FilterChainConfig | undefined;
+}
+
+export function compileListener(r: Reader, ctx: FactoryContext, index: number): ListenerConfig {
+  const address = compileAddress(r.msg('address')!);
+  const name = r.str('name', '') || `listener_${index}`;
+  // Metadata only: which way traffic flows, for stats and access logs in Envoy.
+  r.ignore('traffic_direction');
+  // Herald's workers never bind one port twice, so SO_REUSEPORT has nothing to do (see docs/compatibility.md).
+  r.ignore('enable_reuse_port');
+  if (r.has('listener_filters')) {
+    const lf = r.list('listener_filters');
+    if (lf.length) ctx.compileExtension('listener_filter', lf[0]!);
+  }
+  const chains = r.list('filter_chains').map((c) => compileFilterChain(c, ctx));
+  const seen = new Map<string, number>();
+  chains.forEach((c, i) => {
+    const key = JSON.stringify(c.match, (_k, v) => (typeof v === 'bigint' ? v.toString() : v));
+    const prev = seen.get(key);
+    if (prev !== undefined)
+      throw r.error(
+        `filter_chains[${i}]`,
+        `multiple filter chains with the same matching rules are defined (same as filter_chains[${prev}])`,
+      );
+    seen.set(key, i);
+  });
+  const dfc = r.msg('default_filter_chain');
+  const defaultFilterChain = dfc ? compileFilterChain(dfc, ctx) : undefined;
+  if (chains.length === 0 && !defaultFilterChain)
+    throw r.error('filter_chains', 'a listener needs at least one filter chain');
+  return { name, address, statPrefix: r.str('stat_prefix', ''), filterChains: chains, defaultFilterChain };
+}
+
+function compileFilterChain(r: Reader, ctx: FactoryContext): FilterChainConfig {
+  const match = compileFilterChainMatch(r.msg('filter_chain_match'));
+  const filters = r.list('filters');
+  if (filters.length === 0) throw r.error('filters', 'a filter chain needs at least one network filter');
+  const filterFactories = filters.map((f, i) => {
+    const factory = ctx.compileExtension<NetworkFilterFactory>('network_filter', f);
+    if (factory.terminal && i !== filters.length - 1)
+      throw f.error('name', `terminal filter '${factory.name}' must be the last network filter`);
+    if (!factory.terminal && i === filters.length - 1)
+      throw f.error(
+        'name',
+        `the last network filter must be terminal (http_connection_manager or tcp_proxy), not '${factory.name}'`,
+      );
+    return factory;
+  });
+  const ts = r.msg('transport_socket');
+  const transport = ts ? compileTransportSocket(ts, ctx) : undefined;
+  return { name: r.str('name', ''), match, filterFactories, transport };
+}

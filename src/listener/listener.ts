@@ -1,0 +1,156 @@
+// A bound listener: accepts connections, selects a filter chain, terminates
+// TLS when the chain has a TLS transport socket, then hands the connection to
+// the chain's network filters.
+import net from 'node:net';
+import tls from 'node:tls';
+import { logger } from '../common/logger.js';
+import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
+import type { Counter, Gauge, StatsStore } from '../stats/store.js';
+import { type ConnectionFacts, selectFilterChain } from './filter-chain-match.js';
+import type { FilterChainConfig, ListenerConfig } from './listener-config.js';
+
+const log = logger('conn_handler');
+let nextConnectionId = 0;
+
+export function listenerStatName(host: string, port: number): string {
+  // Envoy names listener stats by address, with ':' replaced.
+  return `${host.includes(':') ? `[${host}]` : host}_${port}`.replace(/:/g, '_');
+}
+
+export class ActiveListener {
+  private readonly server: net.Server;
+  private readonly connections = new Set<net.Socket>();
+  private cxTotal!: Counter;
+  private cxActive!: Gauge;
+  private noChain!: Counter;
+  boundPort = 0;
+
+  constructor(
+    readonly config: ListenerConfig,
+    private readonly stats: StatsStore,
+  ) {
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.onAccept(s));
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  get boundHost(): string {
+    return this.config.address.host;
+  }
+
+  async listen(): Promise<void> {
+    const { host, port, ipv4Compat } = this.config.address;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port, ipv6Only: net.isIPv6(host) && !ipv4Compat, backlog: 1024 }, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = this.server.address() as net.AddressInfo;
+    this.boundPort = addr.port;
+    const scope = this.stats.scope(
+      `listener.${this.config.statPrefix || listenerStatName(host, this.boundPort)}.`,
+    );
+    this.cxTotal = scope.counter('downstream_cx_total');
+    this.cxActive = scope.gauge('downstream_cx_active');
+    this.noChain = scope.counter('no_filter_chain_match');
+    log.info(`listener '${this.name}' bound to ${host}:${this.boundPort}`);
+  }
+
+  private onAccept(socket: net.Socket): void {
+    this.cxTotal.inc();
+    this.cxActive.inc();
+    this.connections.add(socket);
+    socket.once('close', () => {
+      this.cxActive.dec();
+      this.connections.delete(socket);
+    });
+    socket.on('error', (e) => log.debug(`downstream socket error: ${e.message}`));
+    const facts: ConnectionFacts = {
+      localAddress: socket.localAddress ?? '',
+      localPort: socket.localPort ?? 0,
+      remoteAddress: socket.remoteAddress ?? '',
+      remotePort: socket.remotePort ?? 0,
+      serverName: '',
+      transportProtocol: 'raw_buffer',
+      applicationProtocols: [],
+    };
+    const chain = selectFilterChain(this.config.filterChains, facts) ?? this.config.defaultFilterChain;
+    if (!chain) {
+      this.noChain.inc();
+      log.debug(`listener '${this.name}': no filter chain matched a connection from ${facts.remoteAddress}`);
+      socket.destroy();
+      return;
+    }
+    if (chain.transport) {
+      const t = chain.transport;
+      const secure = new tls.TLSSocket(socket, {
+        isServer: true,
+        secureContext: t.secureContext,
+        ALPNProtocols: t.alpn.length ? t.alpn : undefined,
+        requestCert: t.requestCert || t.requireClientCert,
+        rejectUnauthorized: t.requireClientCert,
+      });
+      secure.on('error', (e) => {
+        log.debug(`TLS error from ${facts.remoteAddress}: ${e.message}`);
+        socket.destroy();
+      });
+      secure.once('secure', () => {
+        const sni = (secure as unknown as { servername?: string | false }).servername;
+        this.runFilters(
+          chain,
+          secure,
+          facts,
+          true,
+          typeof sni === 'string' ? sni : '',
+          secure.alpnProtocol || '',
+        );
+      });
+      return;
+    }
+    this.runFilters(chain, socket, facts, false, '', '');
+  }
+
+  private runFilters(
+    chain: FilterChainConfig,
+    socket: net.Socket,
+    f: ConnectionFacts,
+    isTls: boolean,
+    serverName: string,
+    alpn: string,
+  ): void {
+    const conn: DownstreamConnection = {
+      id: nextConnectionId++,
+      socket,
+      remoteAddress: f.remoteAddress,
+      remotePort: f.remotePort,
+      localAddress: f.localAddress,
+      localPort: f.localPort,
+      tls: isTls,
+      serverName,
+      alpn,
+    };
+    for (const factory of chain.filterFactories) {
+      if (factory.createFilter().onNewConnection(conn) === NetworkFilterStatus.StopIteration) return;
+    }
+  }
+
+  /** Envoy's runtime key envoy.resource_limits.listener.<name>.connection_limit. */
+  setConnectionLimit(n: number): void {
+    this.server.maxConnections = n;
+    const overflow = this.stats.counter(
+      `listener.${this.config.statPrefix || listenerStatName(this.boundHost, this.boundPort)}.downstream_cx_overflow`,
+    );
+    this.server.on('drop', () => overflow.inc());
+  }
+
+  /** Stops accepting; with `force`, closes open connections too. */
+  async close(force = false): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (force) for (const s of this.connections) s.destroy();
+    await closed;
+  }
+}

@@ -1,0 +1,33 @@
+// The network (L4) filter contract. Read filters run in config order when a
+// connection is accepted; the last one is terminal (http_connection_manager,
+// tcp_proxy) and owns the socket from then on.
+import type net from 'node:net';
+
+export enum NetworkFilterStatus {
+  Continue = 0,
+  StopIteration = 1,
+}
+
+export interface DownstreamConnection {
+  readonly id: number;
+  readonly socket: net.Socket;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  /** True when a TLS transport socket terminated TLS on this connection. */
+  readonly tls: boolean;
+  /** SNI and ALPN, when known (tls_inspector or a TLS transport socket). */
+  readonly serverName: string;
+  readonly alpn: string;
+}
+
+export interface NetworkFilter {
+  onNewConnection(conn: DownstreamConnection): NetworkFilterStatus;
+}
+
+export interface NetworkFilterFactory {
+  name: string;
+  terminal: boolean;
+  createFilter(): NetworkFilter;
+}

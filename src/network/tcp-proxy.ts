@@ -1,0 +1,203 @@
+// envoy.filters.network.tcp_proxy: connects each downstream connection to a
+// host of the cluster and copies bytes both ways, carrying half-close.
+import net from 'node:net';
+import { logger } from '../common/logger.js';
+import type { Reader } from '../config/reader.js';
+import type { ExtensionFactory, FactoryContext } from '../extensions/registry.js';
+import type { ServerContext } from '../server/server-context.js';
+import type { Counter } from '../stats/store.js';
+import type { DownstreamConnection, NetworkFilter, NetworkFilterFactory } from './filter.js';
+import { NetworkFilterStatus } from './filter.js';
+
+const log = logger('filter');
+
+export const TCP_PROXY_TYPE_URL =
+  'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
+
+interface TcpProxyConfig {
+  statPrefix: string;
+  cluster?: string;
+  weighted?: { name: string; weight: number }[];
+  totalWeight: number;
+  idleTimeoutMs: number;
+  maxConnectAttempts: number;
+}
+
+class TcpProxyStats {
+  readonly downstream_cx_total: Counter;
+  readonly downstream_cx_rx_bytes_total: Counter;
+  readonly downstream_cx_tx_bytes_total: Counter;
+  readonly idle_timeout: Counter;
+  readonly upstream_flush_total: Counter;
+  readonly downstream_cx_no_route: Counter;
+  constructor(server: ServerContext, prefix: string) {
+    const s = server.stats.scope(`tcp.${prefix}.`);
+    this.downstream_cx_total = s.counter('downstream_cx_total');
+    this.downstream_cx_rx_bytes_total = s.counter('downstream_cx_rx_bytes_total');
+    this.downstream_cx_tx_bytes_total = s.counter('downstream_cx_tx_bytes_total');
+    this.idle_timeout = s.counter('idle_timeout');
+    this.upstream_flush_total = s.counter('upstream_flush_total');
+    this.downstream_cx_no_route = s.counter('downstream_cx_no_route');
+  }
+}
+
+function compileTcpProxy(r: Reader, ctx: FactoryContext): TcpProxyConfig {
+  const cfg: TcpProxyConfig = {
+    statPrefix: r.str('stat_prefix', ''),
+    totalWeight: 0,
+    // Envoy's default idle timeout for tcp_proxy is 1 hour; 0 disables it.
+    idleTimeoutMs: r.durationMs('idle_timeout', 3600_000),
+    maxConnectAttempts: r.num('max_connect_attempts', 1),
+  };
+  const kind = r.oneof('cluster', 'weighted_clusters', 'on_demand');
+  const known = ctx.server.knownClusters;
+  if (kind === 'cluster') {
+    cfg.cluster = r.str('cluster', '');
+    if (!known.has(cfg.cluster)) throw r.error('cluster', `unknown cluster '${cfg.cluster}'`);
+  } else if (kind === 'weighted_clusters') {
+    const w = r.msg('weighted_clusters')!;
+    cfg.weighted = w.list('clusters').map((c) => {
+      const name = c.str('name', '');
+      if (!known.has(name)) throw c.error('name', `unknown cluster '${name}'`);
+      return { name, weight: c.num('weight', 0) };
+    });
+    cfg.totalWeight = cfg.weighted.reduce((a, c) => a + c.weight, 0);
+    if (cfg.totalWeight === 0) throw w.error('clusters', 'sum of weights must be greater than 0');
+  } else {
+    throw r.error(
+      kind,
+      kind ? `'${kind}' is not supported` : "one of 'cluster' or 'weighted_clusters' is required",
+    );
+  }
+  return cfg;
+}
+
+class TcpProxyFilter implements NetworkFilter {
+  constructor(
+    private readonly cfg: TcpProxyConfig,
+    private readonly server: ServerContext,
+    private readonly stats: TcpProxyStats,
+  ) {}
+
+  private pickCluster(): string {
+    if (this.cfg.cluster !== undefined) return this.cfg.cluster;
+    let x = Math.floor(Math.random() * this.cfg.totalWeight);
+    for (const c of this.cfg.weighted!) {
+      if (x < c.weight) return c.name;
+      x -= c.weight;
+    }
+    return this.cfg.weighted![0]!.name;
+  }
+
+  onNewConnection(conn: DownstreamConnection): NetworkFilterStatus {
+    const down = conn.socket;
+    this.stats.downstream_cx_total.inc();
+    down.pause();
+    const cluster = this.server.clusterManager.get(this.pickCluster());
+    if (!cluster) {
+      this.stats.downstream_cx_no_route.inc();
+      down.destroy();
+      return NetworkFilterStatus.StopIteration;
+    }
+    let attempts = 0;
+    let pending: net.Socket | undefined;
+    const connect = () => {
+      attempts++;
+      const host = cluster.chooseHost();
+      if (!host) {
+        cluster.stats.upstream_cx_none_healthy.inc();
+        down.destroy();
+        return;
+      }
+      cluster.stats.upstream_cx_total.inc();
+      const up = net.createConnection({
+        host: host.address,
+        port: host.port,
+        allowHalfOpen: true,
+        noDelay: true,
+      });
+      pending = up;
+      const timer = setTimeout(() => {
+        cluster.stats.upstream_cx_connect_timeout.inc();
+        up.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
+      }, cluster.config.connectTimeoutMs);
+      let connected = false;
+      up.once('connect', () => {
+        clearTimeout(timer);
+        connected = true;
+        pending = undefined;
+        cluster.stats.upstream_cx_active.inc();
+        this.bridge(down, up);
+      });
+      up.once('error', (e) => {
+        clearTimeout(timer);
+        if (connected) return;
+        cluster.stats.upstream_cx_connect_fail.inc();
+        log.debug(`tcp_proxy: connect to ${host.addressString} failed: ${e.message}`);
+        if (attempts < this.cfg.maxConnectAttempts && !down.destroyed) connect();
+        else down.destroy();
+      });
+      up.once('close', () => {
+        if (connected) cluster.stats.upstream_cx_active.dec();
+      });
+    };
+    // Downstream gone before the upstream connected: abandon the attempt.
+    down.once('close', () => pending?.destroy());
+    connect();
+    return NetworkFilterStatus.StopIteration;
+  }
+
+  private bridge(down: net.Socket, up: net.Socket): void {
+    const stats = this.stats;
+    const idle = this.cfg.idleTimeoutMs;
+    const onIdle = () => {
+      stats.idle_timeout.inc();
+      down.destroy();
+      up.destroy();
+    };
+    if (idle > 0) {
+      down.setTimeout(idle, onIdle);
+      up.setTimeout(idle, onIdle);
+    }
+    down.on('data', (chunk: Buffer) => {
+      stats.downstream_cx_rx_bytes_total.inc(chunk.length);
+      if (!up.write(chunk)) {
+        down.pause();
+        up.once('drain', () => down.resume());
+      }
+    });
+    up.on('data', (chunk: Buffer) => {
+      stats.downstream_cx_tx_bytes_total.inc(chunk.length);
+      if (!down.write(chunk)) {
+        up.pause();
+        down.once('drain', () => up.resume());
+      }
+    });
+    // Half-close travels both ways; each side closes once both directions are done.
+    down.on('end', () => up.end());
+    up.on('end', () => down.end());
+    down.on('close', () => up.destroy());
+    up.on('close', () => down.destroy());
+    up.on('error', () => down.destroy());
+    down.on('error', () => up.destroy());
+    down.resume();
+  }
+}
+
+export const tcpProxyFactory: ExtensionFactory<NetworkFilterFactory> = {
+  name: 'envoy.filters.network.tcp_proxy',
+  typeUrls: [TCP_PROXY_TYPE_URL],
+  category: 'network_filter',
+  create(r, ctx) {
+    const cfg = compileTcpProxy(r, ctx);
+    let stats: TcpProxyStats | undefined;
+    return {
+      name: 'envoy.filters.network.tcp_proxy',
+      terminal: true,
+      createFilter() {
+        stats ??= new TcpProxyStats(ctx.server, cfg.statPrefix);
+        return new TcpProxyFilter(cfg, ctx.server, stats);
+      },
+    };
+  },
+};

@@ -1,0 +1,117 @@
+// config.bootstrap.v3.Bootstrap (canonical JSON) -> BootstrapConfig: every
+// listener, cluster and filter compiled, every field accounted for.
+import type { JsonObject } from '../config/proto-json.js';
+import { ReadContext, type Reader } from '../config/reader.js';
+import { makeFactoryContext } from '../extensions/compile.js';
+import { compileListener, type ListenerConfig } from '../listener/listener-config.js';
+import { compileAddress, type SocketAddress } from '../network/address.js';
+import { type ClusterConfig, compileCluster } from '../upstream/cluster-config.js';
+import type { ServerContext } from './server-context.js';
+
+export interface NodeInfo {
+  id: string;
+  cluster: string;
+  metadata: JsonObject;
+}
+
+export interface AdminConfig {
+  address: SocketAddress;
+}
+
+export interface BootstrapConfig {
+  node: NodeInfo;
+  listeners: ListenerConfig[];
+  clusters: ClusterConfig[];
+  admin: AdminConfig | undefined;
+  /** Flattened static runtime layers (key -> value), for /runtime. */
+  runtime: Record<string, unknown>;
+  /** The validated bootstrap, as /config_dump shows it. */
+  canonical: JsonObject;
+}
+
+export interface CompileOptions {
+  serviceCluster?: string | undefined;
+  serviceNode?: string | undefined;
+}
+
+export function compileBootstrap(
+  canonical: JsonObject,
+  server: ServerContext,
+  opts: CompileOptions = {},
+): BootstrapConfig {
+  const rc = new ReadContext();
+  const r = rc.root(canonical);
+
+  const node = compileNode(r.msg('node'), opts);
+  const sr = r.msg('static_resources');
+  const clusterReaders = sr?.list('clusters') ?? [];
+  // Cluster names first: routes and tcp_proxy refer to them.
+  const names = new Set<string>();
+  for (const c of clusterReaders) {
+    const name = c.value.name as string;
+    if (names.has(name)) throw c.error('name', `cluster '${name}' is defined twice`);
+    names.add(name);
+  }
+  server.knownClusters = names;
+  const clusters = clusterReaders.map(compileCluster);
+  const listeners = (sr?.list('listeners') ?? []).map((l, i) =>
+    compileListener(l, makeFactoryContext(server, l.path), i),
+  );
+  const lnames = new Set<string>();
+  listeners.forEach((l, i) => {
+    if (lnames.has(l.name)) throw sr!.error(`listeners[${i}].name`, `listener '${l.name}' is defined twice`);
+    lnames.add(l.name);
+  });
+
+  let admin: AdminConfig | undefined;
+  const a = r.msg('admin');
+  if (a) {
+    const addr = a.msg('address');
+    // Envoy without an admin address runs no admin server.
+    if (addr) admin = { address: compileAddress(addr) };
+  }
+  const runtime = compileRuntime(r.msg('layered_runtime'));
+  rc.assertAllRead();
+  return { node, listeners, clusters, admin, runtime, canonical };
+}
+
+function compileNode(r: Reader | undefined, opts: CompileOptions): NodeInfo {
+  const node: NodeInfo = {
+    id: r?.str('id', '') ?? '',
+    cluster: r?.str('cluster', '') ?? '',
+    metadata: (r?.raw('metadata') as JsonObject | undefined) ?? {},
+  };
+  // Identity only: sent to control planes, shown by /server_info.
+  r?.ignore(
+    'locality',
+    'user_agent_name',
+    'user_agent_version',
+    'user_agent_build_version',
+    'extensions',
+    'client_features',
+  );
+  if (!node.cluster && opts.serviceCluster) node.cluster = opts.serviceCluster;
+  if (!node.id && opts.serviceNode) node.id = opts.serviceNode;
+  return node;
+}
+
+function compileRuntime(r: Reader | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (!r) return out;
+  for (const layer of r.list('layers')) {
+    layer.str('name');
+    const kind = layer.oneof('static_layer', 'disk_layer', 'admin_layer', 'rtds_layer');
+    if (kind === 'static_layer') flatten(layer.raw('static_layer'), '', out);
+    else if (kind === 'admin_layer') layer.raw('admin_layer');
+    else if (kind) throw layer.error(kind, `runtime layer '${kind}' is not supported yet`);
+  }
+  return out;
+}
+
+function flatten(v: unknown, prefix: string, out: Record<string, unknown>): void {
+  if (v && typeof v === 'object' && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v)) flatten(x, prefix ? `${prefix}.${k}` : k, out);
+  } else {
+    out[prefix] = v;
+  }
+}

@@ -1,0 +1,21 @@
+// What config-time factories may hold on to: filled in as the server starts.
+// Compilation (and --mode validate) only reads `knownClusters`; the rest is
+// used when connections arrive.
+import { StatsStore } from '../stats/store.js';
+import type { ClusterManager } from '../upstream/cluster-manager.js';
+
+export class ServerContext {
+  readonly stats = new StatsStore();
+  /** Names of the clusters in the bootstrap, for route validation (validate_clusters). */
+  knownClusters = new Set<string>();
+  private cm: ClusterManager | undefined;
+
+  get clusterManager(): ClusterManager {
+    if (!this.cm) throw new Error('cluster manager used before the server started');
+    return this.cm;
+  }
+
+  set clusterManager(cm: ClusterManager) {
+    this.cm = cm;
+  }
+}

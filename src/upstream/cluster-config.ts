@@ -1,0 +1,145 @@
+// config.cluster.v3.Cluster -> ClusterConfig (plain data, safe to hand to workers).
+import type { Reader } from '../config/reader.js';
+import { compileAddress, type SocketAddress } from '../network/address.js';
+
+export type DiscoveryType = 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS';
+export type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM';
+export type DnsLookupFamily = 'AUTO' | 'V4_ONLY' | 'V6_ONLY' | 'V4_PREFERRED' | 'ALL';
+export type HealthStatus = 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY' | 'DRAINING' | 'TIMEOUT' | 'DEGRADED';
+
+export interface EndpointConfig {
+  address: SocketAddress;
+  weight: number;
+  healthStatus: HealthStatus;
+  hostname: string;
+}
+
+export interface LocalityEndpointsConfig {
+  priority: number;
+  endpoints: EndpointConfig[];
+}
+
+export type UpstreamProtocol = 'http1' | 'http2';
+
+export interface ClusterConfig {
+  name: string;
+  type: DiscoveryType;
+  connectTimeoutMs: number;
+  lbPolicy: LbPolicy;
+  leastRequestChoiceCount: number;
+  localities: LocalityEndpointsConfig[];
+  dnsLookupFamily: DnsLookupFamily;
+  dnsRefreshRateMs: number;
+  protocol: UpstreamProtocol;
+  /** Upstream connection idle timeout (common_http_protocol_options.idle_timeout); Envoy's default is 1 h. */
+  idleTimeoutMs: number;
+  /** Overprovisioning factor for priority load, in percent (Envoy: 140). */
+  overprovisioningFactor: number;
+}
+
+const HTTP_PROTOCOL_OPTIONS = 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+
+export function compileCluster(r: Reader): ClusterConfig {
+  const name = r.str('name', '');
+  const type = r.enum<string>('type', 'STATIC');
+  if (r.has('cluster_type')) throw r.error('cluster_type', 'custom cluster types are not supported yet');
+  if (!['STATIC', 'STRICT_DNS', 'LOGICAL_DNS'].includes(type))
+    throw r.error('type', `cluster type ${type} is not supported yet`);
+  const lbPolicy = r.enum<string>('lb_policy', 'ROUND_ROBIN');
+  if (!['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM'].includes(lbPolicy))
+    throw r.error('lb_policy', `lb_policy ${lbPolicy} is not supported yet`);
+  let choiceCount = 2;
+  const lr = r.msg('least_request_lb_config');
+  if (lr) choiceCount = lr.num('choice_count', 2);
+
+  const cfg: ClusterConfig = {
+    name,
+    type: type as DiscoveryType,
+    connectTimeoutMs: r.durationMs('connect_timeout', 5000),
+    lbPolicy: lbPolicy as LbPolicy,
+    leastRequestChoiceCount: choiceCount,
+    localities: [],
+    dnsLookupFamily: r.enum<DnsLookupFamily>('dns_lookup_family', 'AUTO'),
+    dnsRefreshRateMs: r.durationMs('dns_refresh_rate', 5000),
+    protocol: 'http1',
+    idleTimeoutMs: 3600_000,
+    overprovisioningFactor: 140,
+  };
+
+  const la = r.msg('load_assignment');
+  if (la) {
+    la.ignore('cluster_name'); // only meaningful for EDS; Envoy ignores it for static clusters too
+    for (const lr of la.list('endpoints')) {
+      // load_balancing_weight only matters with locality_weighted_lb_config, which Herald rejects.
+      lr.ignore('load_balancing_weight');
+      if (lr.has('locality')) {
+        const loc = lr.msg('locality')!;
+        loc.ignore('region', 'zone', 'sub_zone'); // labels only, without locality-aware LB
+      }
+      const priority = lr.num('priority', 0);
+      const endpoints = lr.list('lb_endpoints').map((e): EndpointConfig => {
+        const ep = e.msg('endpoint');
+        if (!ep) throw e.error('endpoint', 'an endpoint is required (named endpoints are not supported)');
+        const addr = compileAddress(ep.msg('address')!);
+        return {
+          address: addr,
+          weight: e.num('load_balancing_weight', 1),
+          healthStatus: e.enum<HealthStatus>('health_status', 'UNKNOWN'),
+          hostname: ep.str('hostname', ''),
+        };
+      });
+      cfg.localities.push({ priority, endpoints });
+    }
+    const policy = la.msg('policy');
+    if (policy) {
+      const op = policy.num('overprovisioning_factor');
+      if (op !== undefined) cfg.overprovisioningFactor = op;
+    }
+  }
+  if (cfg.type === 'LOGICAL_DNS') {
+    const n = cfg.localities.reduce((a, l) => a + l.endpoints.length, 0);
+    if (n !== 1) throw r.error('load_assignment', 'LOGICAL_DNS clusters must have exactly one endpoint');
+  }
+
+  // Upstream protocol: the v3 way (typed_extension_protocol_options) or the deprecated field.
+  if (r.has('http2_protocol_options')) {
+    const h2 = r.msg('http2_protocol_options')!;
+    readHttp2Options(h2);
+    cfg.protocol = 'http2';
+  }
+  const teo = r.map('typed_extension_protocol_options');
+  for (const [key, opts] of teo) {
+    const url = opts.typeUrl;
+    if (url !== HTTP_PROTOCOL_OPTIONS)
+      throw opts.error(undefined, `protocol options ${url} (for '${key}') are not supported`);
+    const explicit = opts.msg('explicit_http_config');
+    if (explicit) {
+      if (explicit.has('http2_protocol_options')) {
+        readHttp2Options(explicit.msg('http2_protocol_options')!);
+        cfg.protocol = 'http2';
+      } else if (explicit.has('http_protocol_options')) {
+        readHttp1Options(explicit.msg('http_protocol_options')!);
+        cfg.protocol = 'http1';
+      } else {
+        throw explicit.error('http3_protocol_options', 'HTTP/3 upstreams are not supported');
+      }
+    } else {
+      const which = opts.oneof('use_downstream_protocol_config', 'auto_config');
+      throw opts.error(which, `'${which}' is not supported yet; use explicit_http_config`);
+    }
+    const common = opts.msg('common_http_protocol_options');
+    if (common) cfg.idleTimeoutMs = common.durationMs('idle_timeout', 3600_000);
+  }
+  return cfg;
+}
+
+function readHttp2Options(h2: Reader): void {
+  // Herald's HTTP/2 pool uses Envoy's defaults; tuning fields (max_concurrent_streams,
+  // window sizes, ...) are not honoured yet, so any set here is rejected.
+  void h2;
+}
+
+function readHttp1Options(h1: Reader): void {
+  // Nothing yet: the defaults are Envoy's (HTTP/1.1, no absolute URLs).
+  void h1;
+}
