@@ -1,5 +1,6 @@
 // config.bootstrap.v3.Bootstrap (canonical JSON) -> BootstrapConfig: every
 // listener, cluster and filter compiled, every field accounted for.
+import { ConfigError, ConfigErrors } from '../config/errors.js';
 import type { JsonObject } from '../config/proto-json.js';
 import { ReadContext, type Reader } from '../config/reader.js';
 import { makeFactoryContext } from '../extensions/compile.js';
@@ -34,11 +35,21 @@ export interface CompileOptions {
   serviceNode?: string | undefined;
 }
 
+/** Compiles a validated bootstrap; a problem is thrown as ConfigErrors naming its path. */
 export function compileBootstrap(
   canonical: JsonObject,
   server: ServerContext,
   opts: CompileOptions = {},
 ): BootstrapConfig {
+  try {
+    return compile(canonical, server, opts);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigErrors([e]);
+    throw e;
+  }
+}
+
+function compile(canonical: JsonObject, server: ServerContext, opts: CompileOptions): BootstrapConfig {
   const rc = new ReadContext();
   const r = rc.root(canonical);
 
