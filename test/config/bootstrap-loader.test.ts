@@ -64,6 +64,7 @@ static_resources:
   - name: b
     connect_timeout: 2s
 `;
+    // biome-ignore lint/suspicious/noExplicitAny: reading into canonical JSON
     const b = loadBootstrap({ path: p, configYaml: overlay }) as Record<string, any>;
     assert.equal(b.node.id, 'from-flag', 'scalars are replaced');
     assert.equal(b.node.cluster, 'file-cluster', 'messages are merged field by field');

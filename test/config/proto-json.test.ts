@@ -117,7 +117,7 @@ describe('proto3 JSON walker over the Envoy protos', () => {
     });
     assert.deepEqual(r.errors, []);
     assert.equal(
-      (r.value?.typed_config as Record<string, unknown>)['@type'],
+      (r.value!.typed_config as Record<string, unknown>)['@type'],
       'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
     );
   });
@@ -142,7 +142,7 @@ describe('proto3 JSON walker over the Envoy protos', () => {
     });
     assert.deepEqual(r.errors, []);
     assert.equal(r.value?.timeout, '2.5s');
-    assert.equal((r.value?.retry_policy as Record<string, unknown>).num_retries, 3);
+    assert.equal((r.value!.retry_policy as Record<string, unknown>).num_retries, 3);
     const w = walk('envoy.config.route.v3.RetryPolicy', { num_retries: { value: 3 } });
     assert.match(w.errors[0]!.detail, /expected a bare/);
   });
