@@ -17,6 +17,8 @@ export interface FormatContext {
   protocol: string;
   remoteAddress: string;
   remotePort: number;
+  directRemoteAddress: string;
+  directRemotePort: number;
   localAddress: string;
   localPort: number;
 }
@@ -31,8 +33,8 @@ function header(h: Headers | undefined, name: string): string | undefined {
 const SIMPLE: Record<string, Getter> = {
   DOWNSTREAM_REMOTE_ADDRESS: (c) => formatAddress(c.remoteAddress, c.remotePort),
   DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT: (c) => c.remoteAddress,
-  DOWNSTREAM_DIRECT_REMOTE_ADDRESS: (c) => formatAddress(c.remoteAddress, c.remotePort),
-  DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT: (c) => c.remoteAddress,
+  DOWNSTREAM_DIRECT_REMOTE_ADDRESS: (c) => formatAddress(c.directRemoteAddress, c.directRemotePort),
+  DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT: (c) => c.directRemoteAddress,
   DOWNSTREAM_LOCAL_ADDRESS: (c) => formatAddress(c.localAddress, c.localPort),
   DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT: (c) => c.localAddress,
   DOWNSTREAM_LOCAL_PORT: (c) => String(c.localPort),

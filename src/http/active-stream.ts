@@ -96,6 +96,8 @@ export class ActiveStream implements DecoderFilterCallbacks {
       protocol: this.downstream.protocol,
       remoteAddress: this.downstream.remoteAddress,
       remotePort: this.downstream.remotePort,
+      directRemoteAddress: this.downstream.directRemoteAddress,
+      directRemotePort: this.downstream.directRemotePort,
       localAddress: this.downstream.localAddress,
       localPort: this.downstream.localPort,
     };

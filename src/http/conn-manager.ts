@@ -206,6 +206,8 @@ export class ConnectionManager implements NetworkFilter {
     const info: DownstreamInfo = {
       remoteAddress: conn?.remoteAddress ?? socket.remoteAddress ?? '',
       remotePort: conn?.remotePort ?? socket.remotePort ?? 0,
+      directRemoteAddress: conn?.remoteAddress ?? socket.remoteAddress ?? '',
+      directRemotePort: conn?.remotePort ?? socket.remotePort ?? 0,
       localAddress: conn?.localAddress ?? socket.localAddress ?? '',
       localPort: conn?.localPort ?? socket.localPort ?? 0,
       protocol: isH2 ? 'HTTP/2' : req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1',
@@ -229,17 +231,33 @@ export class ConnectionManager implements NetworkFilter {
   private mutateRequestHeaders(h: Headers, d: DownstreamInfo): void {
     const cfg = this.config;
     stripHopByHop(h);
-    const edgeExternal = cfg.useRemoteAddress && !isInternalAddress(d.remoteAddress);
+    const xffRaw = h['x-forwarded-for'];
+    const xff = (Array.isArray(xffRaw) ? xffRaw.join(',') : (xffRaw ?? ''))
+      .split(',')
+      .map((a) => a.trim())
+      .filter(Boolean);
+    const n = cfg.xffNumTrustedHops;
+    // The trusted client address (Envoy's XFF rules): with use_remote_address, the peer, or the
+    // n-th address from the right of x-forwarded-for when n hops in front are trusted; without
+    // it, the (n+1)-th from the right of x-forwarded-for when there is one.
+    let client = d.directRemoteAddress;
     if (cfg.useRemoteAddress) {
-      if (!cfg.skipXffAppend) {
-        const xff = h['x-forwarded-for'];
-        const prev = Array.isArray(xff) ? xff.join(',') : xff;
-        h['x-forwarded-for'] = prev ? `${prev},${d.remoteAddress}` : d.remoteAddress;
-      }
+      if (n > 0 && xff.length >= n) client = xff[xff.length - n]!;
+    } else if (xff.length > n) {
+      client = xff[xff.length - 1 - n]!;
+    }
+    if (client !== d.directRemoteAddress) {
+      d.remoteAddress = client;
+      d.remotePort = 0;
+    }
+    const edgeExternal = cfg.useRemoteAddress && !isInternalAddress(client);
+    if (cfg.useRemoteAddress) {
+      if (!cfg.skipXffAppend) xff.push(d.directRemoteAddress);
+      if (xff.length) h['x-forwarded-for'] = xff.join(',');
       h['x-forwarded-proto'] = d.scheme;
       if (edgeExternal) {
         for (const k of INTERNAL_ONLY_HEADERS) delete h[k];
-        h['x-envoy-external-address'] = d.remoteAddress;
+        h['x-envoy-external-address'] = client;
       } else {
         h['x-envoy-internal'] = 'true';
       }

@@ -35,8 +35,12 @@ export interface StreamCallbacks {
 }
 
 export interface DownstreamInfo {
+  /** The client: the peer, or with use_remote_address false the address taken from x-forwarded-for. */
   remoteAddress: string;
   remotePort: number;
+  /** The peer of the TCP connection. */
+  directRemoteAddress: string;
+  directRemotePort: number;
   localAddress: string;
   localPort: number;
   /** 'HTTP/1.0', 'HTTP/1.1' or 'HTTP/2'. */
