@@ -9,6 +9,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import { logger } from '../common/logger.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import { type DownstreamConnection, type NetworkFilter, NetworkFilterStatus } from '../network/filter.js';
@@ -79,7 +80,49 @@ export class HttpConnectionManagerStats {
   }
 }
 
-const connOf = new WeakMap<Socket, DownstreamConnection>();
+const connOf = new WeakMap<Socket | Duplex, DownstreamConnection>();
+const sessionConn = new WeakMap<http2.Http2Session, DownstreamConnection>();
+
+/**
+ * A stream over `socket` that first yields `head` (bytes already read while
+ * sniffing), then the socket's own data. Writes go straight to the socket.
+ * TODO(perf): peek with MSG_PEEK instead, so h2c keeps the native handle.
+ */
+function replaying(socket: Socket, head: Buffer): Duplex {
+  const d = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end();
+      cb();
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  d.push(head);
+  socket.on('data', (c: Buffer) => {
+    if (!d.push(c)) socket.pause();
+  });
+  socket.once('end', () => d.push(null));
+  socket.once('close', () => d.destroy());
+  socket.on('error', (e) => d.destroy(e));
+  const conn = connOf.get(socket);
+  if (conn) connOf.set(d, conn);
+  // Address accessors some consumers read from the session's socket.
+  for (const k of ['remoteAddress', 'remotePort', 'localAddress', 'localPort', 'remoteFamily'] as const)
+    Object.defineProperty(d, k, { get: () => socket[k] });
+  (d as Duplex & { setTimeout(ms: number, cb?: () => void): Duplex }).setTimeout = (ms, cb) => {
+    socket.setTimeout(ms, cb);
+    return d;
+  };
+  return d;
+}
 
 /** Envoy's "internal" addresses for x-envoy-internal: RFC 1918, loopback, link-local, unique-local. */
 function isInternalAddress(a: string): boolean {
@@ -113,6 +156,7 @@ const INTERNAL_ONLY_HEADERS = [
 export class ConnectionManager implements NetworkFilter {
   private h1?: http.Server;
   private h2?: http2.Http2Server;
+  private pendingConn: DownstreamConnection | undefined;
 
   constructor(
     readonly config: ConnectionManagerConfig,
@@ -144,9 +188,15 @@ export class ConnectionManager implements NetworkFilter {
       if (isH2Prefix && seen.length < H2_PREFACE.length) return; // need more bytes to decide
       socket.off('data', onData);
       socket.pause();
-      socket.unshift(seen);
-      if (isH2Prefix) this.toHttp2(socket);
-      else this.toHttp1(socket);
+      if (isH2Prefix) {
+        // Node's HTTP/2 session reads the socket's handle directly and would miss the bytes
+        // already read, so it gets a stream that replays them first.
+        this.toHttp2(replaying(socket, seen));
+      } else {
+        // Node's HTTP/1 parser takes unshifted bytes before reading the handle.
+        socket.unshift(seen);
+        this.toHttp1(socket);
+      }
     };
     socket.on('data', onData);
   }
@@ -172,16 +222,22 @@ export class ConnectionManager implements NetworkFilter {
     socket.resume();
   }
 
-  private toHttp2(socket: Socket): void {
+  private toHttp2(socket: Socket | Duplex): void {
     this.stats.downstream_cx_http2_total.inc();
     if (!this.h2) {
       this.h2 = http2.createServer({ maxHeaderListPairs: 200 });
       this.h2.on('request', (req, res) => this.onRequest(req, res));
+      // 'session' is emitted synchronously inside emit('connection'): tie it to its connection.
+      this.h2.on('session', (session) => {
+        if (this.pendingConn) sessionConn.set(session, this.pendingConn);
+      });
       this.h2.on('sessionError', () => this.stats.downstream_cx_protocol_error.inc());
       this.h2.setTimeout(this.config.idleTimeoutMs);
     }
+    this.pendingConn = connOf.get(socket);
     this.h2.emit('connection', socket);
-    socket.resume();
+    this.pendingConn = undefined;
+    if (socket instanceof net.Socket) socket.resume();
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
@@ -200,8 +256,9 @@ export class ConnectionManager implements NetworkFilter {
   }
 
   private onRequest(req: DownstreamRequest, res: DownstreamResponse): void {
-    const socket = (req.socket ?? (req as http2.Http2ServerRequest).stream?.session?.socket) as Socket;
-    const conn = connOf.get(socket);
+    const session = (req as http2.Http2ServerRequest).stream?.session;
+    const socket = (session?.socket ?? req.socket) as Socket;
+    const conn = session ? sessionConn.get(session) : connOf.get(socket);
     const isH2 = req.httpVersionMajor === 2;
     const info: DownstreamInfo = {
       remoteAddress: conn?.remoteAddress ?? socket.remoteAddress ?? '',
