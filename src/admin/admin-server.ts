@@ -12,7 +12,7 @@ import type { Server } from '../server/server.js';
 
 const log = logger('admin');
 
-type Handler = (q: URLSearchParams, res: http.ServerResponse) => void;
+type Handler = (q: URLSearchParams, res: http.ServerResponse) => void | Promise<void>;
 
 interface Endpoint {
   path: string;
@@ -97,14 +97,18 @@ export class AdminServer {
       return;
     }
     if (ep.mutates && req.method !== 'POST') {
-      send(res, 400, 'This admin endpoint requires POST.\n');
+      send(res, 405, `Method ${req.method} not allowed, POST required.`);
       return;
     }
-    try {
-      ep.handler(url.searchParams, res);
-    } catch (e) {
+    const failed = (e: unknown) => {
       log.error(`admin handler ${ep.path} failed: ${(e as Error).message}`);
       if (!res.headersSent) send(res, 500, `${(e as Error).message}\n`);
+    };
+    try {
+      const r = ep.handler(url.searchParams, res);
+      if (r) r.catch(failed);
+    } catch (e) {
+      failed(e);
     }
   }
 

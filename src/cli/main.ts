@@ -76,7 +76,7 @@ export async function main(argv: string[]): Promise<void> {
 
   let server: Server;
   try {
-    server = new Server({
+    server = await Server.create({
       configPath: opts.configPath,
       configYaml,
       concurrency: opts.concurrency,

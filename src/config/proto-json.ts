@@ -555,6 +555,17 @@ export function walkMessage(
   return { value: isPlainObject(v) ? (v as JsonObject) : undefined, errors: w.errors };
 }
 
+/** Envoy's redaction of a sensitive field: every string inside it becomes "[redacted]". */
+function redactAll(v: Json): Json {
+  if (typeof v === 'string') return '[redacted]';
+  if (Array.isArray(v)) return v.map(redactAll);
+  if (isPlainObject(v))
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => [k, k === '@type' ? x : redactAll(x as Json)]),
+    );
+  return v;
+}
+
 /**
  * Returns a copy of canonical JSON with every field the protos mark
  * `(udpa.annotations.sensitive)` replaced by "[redacted]", as Envoy's
@@ -577,7 +588,7 @@ export function redactSensitive(protos: EnvoyProtos, type: protobuf.Type, value:
       continue;
     }
     if ((field.options as Record<string, unknown> | undefined)?.['(udpa.annotations.sensitive)'] === true) {
-      out[k] = '[redacted]';
+      out[k] = redactAll(v as Json);
       continue;
     }
     protos.resolveField(field);

@@ -1,11 +1,10 @@
-// One request/response exchange on the HTTP connection manager: builds
-// Envoy's view of the request headers, runs the decoder filters in order and
-// the encoder filters in reverse, and writes the response to the codec.
-import type http from 'node:http';
-import type http2 from 'node:http2';
-import type { Readable } from 'node:stream';
+// One request/response exchange on the HTTP connection manager: runs the
+// decoder filters in order and the encoder filters in reverse, and writes the
+// response to the codec (Herald's HTTP/1 or Node's HTTP/2, behind ServerStream).
 import type { FormatContext, Headers } from '../common/substitution-formatter.js';
 import type { Route, RouteTable, VirtualHost } from '../router/route-config.js';
+import type { BodySource, ServerStream } from './codec.js';
+import type { HttpConnectionManagerStats } from './conn-manager.js';
 import type { ConnectionManagerConfig } from './conn-manager-config.js';
 import {
   type DecoderFilterCallbacks,
@@ -15,10 +14,7 @@ import {
   type LocalReplyOptions,
 } from './filter.js';
 import { localReply } from './local-reply.js';
-import { StreamInfo } from './stream-info.js';
-
-export type DownstreamRequest = http.IncomingMessage | http2.Http2ServerRequest;
-export type DownstreamResponse = http.ServerResponse | http2.Http2ServerResponse;
+import { ResponseFlag, StreamInfo } from './stream-info.js';
 
 /** HTTP/1 connection-level headers that never cross a proxy (Envoy strips the same set). */
 const HOP_BY_HOP = [
@@ -40,66 +36,75 @@ export function stripHopByHop(h: Headers): void {
   }
 }
 
+interface PendingResponse {
+  status: number;
+  headers: Headers;
+  endStream: boolean;
+  body?: Buffer;
+}
+
 export class ActiveStream implements DecoderFilterCallbacks {
   readonly streamInfo = new StreamInfo();
   readonly requestHeaders: Headers;
-  readonly downstream: DownstreamInfo;
   private readonly filters: HttpFilter[];
   private decodeIndex = 0;
   private encodeIndex = 0;
   private cachedRoute: { vhost: VirtualHost; route: Route } | undefined | null = null;
-  private pendingResponse:
-    | { status: number; headers: Headers; endStream: boolean; body?: Buffer }
-    | undefined;
+  private pendingResponse: PendingResponse | undefined;
   private headersSent = false;
-  private complete = false;
+  private done = false;
   private resetCallbacks: Array<() => void> = [];
 
   constructor(
     readonly config: ConnectionManagerConfig,
-    readonly req: DownstreamRequest,
-    readonly res: DownstreamResponse,
-    downstream: DownstreamInfo,
+    readonly stream: ServerStream,
+    readonly downstream: DownstreamInfo,
+    private readonly stats: HttpConnectionManagerStats,
+    onComplete: (s: ActiveStream) => void,
   ) {
-    this.downstream = downstream;
-    this.requestHeaders = buildRequestHeaders(req, downstream);
+    this.requestHeaders = stream.headers;
     this.filters = config.filterFactories.map((f) => f.createFilter(config.filterContext));
     for (const f of this.filters) {
       f.setDecoderFilterCallbacks?.(this);
       f.setEncoderFilterCallbacks?.(this);
     }
-    res.once('close', () => {
-      if (!this.complete) {
-        this.streamInfo.setFlag(1 << 14); // DC: downstream went away first
+    stream.onClose((complete) => {
+      if (!complete && !this.done) {
+        this.streamInfo.setFlag(ResponseFlag.DC);
         for (const cb of this.resetCallbacks) cb();
       }
-      this.destroy();
+      this.done = true;
+      this.streamInfo.bytesReceived = stream.body.bytes;
+      for (const f of this.filters) f.onDestroy?.();
+      onComplete(this);
     });
-    res.once('finish', () => {
-      this.complete = true;
-    });
+  }
+
+  get hcmStats(): HttpConnectionManagerStats {
+    return this.stats;
   }
 
   get routeTable(): RouteTable {
     return this.config.routeTable;
   }
 
-  get requestBody(): Readable {
-    return this.req as Readable;
+  get requestBody(): BodySource {
+    return this.stream.body;
   }
 
   formatContext(responseHeaders?: Headers): FormatContext {
+    const d = this.downstream;
     return {
       info: this.streamInfo,
       requestHeaders: this.requestHeaders,
       responseHeaders,
-      protocol: this.downstream.protocol,
-      remoteAddress: this.downstream.remoteAddress,
-      remotePort: this.downstream.remotePort,
-      directRemoteAddress: this.downstream.directRemoteAddress,
-      directRemotePort: this.downstream.directRemotePort,
-      localAddress: this.downstream.localAddress,
-      localPort: this.downstream.localPort,
+      protocol: d.protocol,
+      remoteAddress: d.remoteAddress,
+      remotePort: d.remotePort,
+      directRemoteAddress: d.directRemoteAddress,
+      directRemotePort: d.directRemotePort,
+      localAddress: d.localAddress,
+      localPort: d.localPort,
     };
   }
 
@@ -107,16 +112,17 @@ export class ActiveStream implements DecoderFilterCallbacks {
     if (this.cachedRoute === null) {
       const h = this.requestHeaders;
       const fullPath = (h[':path'] as string | undefined) ?? '/';
-      const q = fullPath.search(/[?#]/);
-      let path = q < 0 ? fullPath : fullPath.slice(0, q);
+      let q = fullPath.indexOf('?');
+      const hash = fullPath.indexOf('#');
+      if (hash >= 0 && (q < 0 || hash < q)) q = hash;
+      const path = q < 0 ? fullPath : fullPath.slice(0, q);
       let query = '';
-      if (q >= 0 && fullPath[q] === '?') {
-        const hash = fullPath.indexOf('#', q);
-        query = fullPath.slice(q + 1, hash < 0 ? undefined : hash);
+      if (q >= 0 && fullPath.charCodeAt(q) === 63 /* '?' */) {
+        const end = fullPath.indexOf('#', q);
+        query = fullPath.slice(q + 1, end < 0 ? undefined : end);
       }
-      if (path === '') path = '/';
       this.cachedRoute = this.config.routeTable.route((h[':authority'] as string | undefined) ?? '', {
-        path,
+        path: path || '/',
         query,
         headers: h,
       });
@@ -134,12 +140,12 @@ export class ActiveStream implements DecoderFilterCallbacks {
   }
 
   continueDecoding(): void {
-    const endStream = false;
+    const endStream = this.stream.body.ended && this.stream.body.bytes === 0;
     while (this.decodeIndex < this.filters.length) {
       const f = this.filters[this.decodeIndex++]!;
       if (!f.decodeHeaders) continue;
       if (f.decodeHeaders(this.requestHeaders, endStream) === FilterHeadersStatus.StopIteration) return;
-      if (this.headersSent || this.res.writableEnded) return;
+      if (this.headersSent) return;
     }
   }
 
@@ -158,57 +164,48 @@ export class ActiveStream implements DecoderFilterCallbacks {
       if (f.encodeHeaders(p.status, p.headers, p.endStream) === FilterHeadersStatus.StopIteration) return;
     }
     this.pendingResponse = undefined;
-    this.writeHeaders(p.status, p.headers, p.endStream, p.body);
+    this.writeHeaders(p);
   }
 
-  private writeHeaders(status: number, headers: Headers, endStream: boolean, body?: Buffer): void {
-    if (this.headersSent || this.res.writableEnded) return;
+  private writeHeaders(p: PendingResponse): void {
+    if (this.headersSent || this.done) return;
     this.headersSent = true;
-    this.streamInfo.responseCode = status;
+    this.streamInfo.responseCode = p.status;
     const cfg = this.config;
-    this.routeMutations('response', headers);
+    const headers = p.headers;
+    // response_headers_to_add/remove: route, virtual host, route config (most specific first).
+    const r = this.cachedRoute;
+    if (r || !cfg.routeTable.responseMutations.empty) {
+      const ctx = this.formatContext(headers);
+      if (r) {
+        r.route.responseMutations.apply(headers, ctx);
+        r.vhost.responseMutations.apply(headers, ctx);
+      }
+      cfg.routeTable.responseMutations.apply(headers, ctx);
+    }
     if (cfg.serverHeaderTransformation === 'OVERWRITE') headers.server = cfg.serverName;
     else if (cfg.serverHeaderTransformation === 'APPEND_IF_ABSENT' && headers.server === undefined)
       headers.server = cfg.serverName;
-    const res = this.res as http.ServerResponse;
-    if (this.downstream.protocol === 'HTTP/2') {
-      for (const k of Object.keys(headers)) if (k.startsWith(':')) delete headers[k];
-    }
-    res.writeHead(status, headers as http.OutgoingHttpHeaders);
-    if (body) res.end(body);
-    else if (endStream) res.end();
-  }
-
-  /** Applies response_headers_to_add/remove at route, virtual host and route-config level (in that order). */
-  private routeMutations(which: 'response', headers: Headers): void {
-    const r = this.cachedRoute;
-    const ctx = this.formatContext(headers);
-    if (r) {
-      r.route.responseMutations.apply(headers, ctx);
-      r.vhost.responseMutations.apply(headers, ctx);
-    }
-    this.config.routeTable.responseMutations.apply(headers, ctx);
-    void which;
+    const sink = this.stream.response;
+    if (p.body) {
+      if (p.body.length) {
+        sink.writeHeaders(p.status, headers, false);
+        sink.writeData(p.body, true);
+      } else sink.writeHeaders(p.status, headers, true);
+    } else sink.writeHeaders(p.status, headers, p.endStream);
   }
 
   encodeData(chunk: Buffer, endStream: boolean): boolean {
     this.streamInfo.bytesSent += chunk.length;
-    const res = this.res as http.ServerResponse;
-    if (endStream) {
-      res.end(chunk);
-      return true;
-    }
-    return res.write(chunk);
+    return this.stream.response.writeData(chunk, endStream);
   }
 
   encodeTrailers(trailers: Headers): void {
-    const res = this.res as http.ServerResponse;
-    res.addTrailers(trailers as http.OutgoingHttpHeaders);
-    res.end();
+    this.stream.response.writeTrailers(trailers);
   }
 
   onDownstreamDrain(cb: () => void): void {
-    this.res.once('drain', cb);
+    this.stream.response.onDrain(cb);
   }
 
   onDownstreamReset(cb: () => void): void {
@@ -216,10 +213,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
   }
 
   resetStream(): void {
-    this.complete = true;
-    const r = this.res as http2.Http2ServerResponse;
-    if (this.downstream.protocol === 'HTTP/2') r.stream.close(2 /* INTERNAL_ERROR */);
-    else (this.res as http.ServerResponse).socket?.destroy();
+    this.stream.response.reset();
   }
 
   sendLocalReply(status: number, body: string, opts: LocalReplyOptions): void {
@@ -243,25 +237,4 @@ export class ActiveStream implements DecoderFilterCallbacks {
     this.encodeIndex = this.filters.length;
     this.continueEncoding();
   }
-
-  private destroy(): void {
-    for (const f of this.filters) f.onDestroy?.();
-  }
-}
-
-function buildRequestHeaders(req: DownstreamRequest, d: DownstreamInfo): Headers {
-  const h: Headers = {};
-  const src = req.headers as Record<string, string | string[] | undefined>;
-  if (d.protocol === 'HTTP/2') {
-    for (const k in src) h[k] = src[k];
-  } else {
-    h[':method'] = req.method ?? 'GET';
-    h[':path'] = req.url ?? '/';
-    h[':scheme'] = d.scheme;
-    for (const k in src) {
-      if (k === 'host') h[':authority'] = src[k];
-      else h[k] = src[k];
-    }
-  }
-  return h;
 }

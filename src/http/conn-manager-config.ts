@@ -27,6 +27,12 @@ export interface ConnectionManagerConfig {
   generateRequestId: boolean;
   preserveExternalRequestId: boolean;
   maxRequestHeadersKb: number;
+  /** common_http_protocol_options.max_headers_count (Envoy default 100). */
+  maxHeadersCount: number;
+  /** http_protocol_options.accept_http_10. */
+  acceptHttp10: boolean;
+  /** Request body bytes held before reading pauses (the listener's per_connection_buffer_limit_bytes, 1 MiB). */
+  bufferLimitBytes: number;
   /** Downstream connection idle timeout (common_http_protocol_options.idle_timeout), ms; Envoy's default 1 h. */
   idleTimeoutMs: number;
   server: ServerContext;
@@ -76,6 +82,9 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
 
   const cho = r.msg('common_http_protocol_options');
   const idleTimeoutMs = cho ? cho.durationMs('idle_timeout', 3600_000) : 3600_000;
+  const maxHeadersCount = cho ? cho.num('max_headers_count', 100) : 100;
+  const hpo = r.msg('http_protocol_options');
+  const acceptHttp10 = hpo ? hpo.bool('accept_http_10') : false;
 
   const server = ctx.server;
   return {
@@ -99,6 +108,9 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     generateRequestId: r.has('generate_request_id') ? r.bool('generate_request_id') : true,
     preserveExternalRequestId: r.bool('preserve_external_request_id'),
     maxRequestHeadersKb: r.num('max_request_headers_kb', 60),
+    maxHeadersCount,
+    acceptHttp10,
+    bufferLimitBytes: 1024 * 1024,
     idleTimeoutMs,
     server,
   };

@@ -2,28 +2,23 @@
 // picks the codec (HTTP/1.1 or HTTP/2, by codec_type or by sniffing the
 // HTTP/2 connection preface for AUTO) and runs one ActiveStream per request.
 //
-// The codecs are Node's http and http2 servers, fed sockets directly; they
-// never listen themselves. One pair serves every connection of a filter chain.
+// HTTP/1 is Herald's own codec (src/http/http1/); HTTP/2 is Node's http2
+// server, fed sockets directly (it never listens itself).
 import { randomUUID } from 'node:crypto';
-import http from 'node:http';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import net from 'node:net';
+import os from 'node:os';
 import { Duplex } from 'node:stream';
-import { logger } from '../common/logger.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import { type DownstreamConnection, type NetworkFilter, NetworkFilterStatus } from '../network/filter.js';
 import type { Counter, Gauge, StatsScope } from '../stats/store.js';
-import {
-  ActiveStream,
-  type DownstreamRequest,
-  type DownstreamResponse,
-  stripHopByHop,
-} from './active-stream.js';
+import { ActiveStream, stripHopByHop } from './active-stream.js';
+import type { ServerStream } from './codec.js';
 import type { ConnectionManagerConfig } from './conn-manager-config.js';
 import type { DownstreamInfo } from './filter.js';
-
-const log = logger('http');
+import { Http1ServerConnection } from './http1/server-connection.js';
+import { Http2ServerStreamAdapter } from './http2/server-stream.js';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
@@ -105,7 +100,7 @@ function replaying(socket: Socket, head: Buffer): Duplex {
       cb(err);
     },
   });
-  d.push(head);
+  if (head.length) d.push(head);
   socket.on('data', (c: Buffer) => {
     if (!d.push(c)) socket.pause();
   });
@@ -122,6 +117,22 @@ function replaying(socket: Socket, head: Buffer): Duplex {
     return d;
   };
   return d;
+}
+
+function isLoopback(a: string): boolean {
+  return a === '::1' || a.startsWith('127.') || a.startsWith('::ffff:127.');
+}
+
+let hostAddress: string | undefined;
+/** The host's first non-loopback IPv4 address (Envoy's "local address"), else the listener's. */
+function localAddress(fallback: string): string {
+  if (hostAddress === undefined) {
+    hostAddress = '';
+    for (const list of Object.values(os.networkInterfaces()))
+      for (const i of list ?? [])
+        if (!hostAddress && i.family === 'IPv4' && !i.internal) hostAddress = i.address;
+  }
+  return hostAddress || fallback;
 }
 
 /** Envoy's "internal" addresses for x-envoy-internal: RFC 1918, loopback, link-local, unique-local. */
@@ -154,7 +165,6 @@ const INTERNAL_ONLY_HEADERS = [
 ];
 
 export class ConnectionManager implements NetworkFilter {
-  private h1?: http.Server;
   private h2?: http2.Http2Server;
   private pendingConn: DownstreamConnection | undefined;
 
@@ -170,16 +180,18 @@ export class ConnectionManager implements NetworkFilter {
     this.stats.downstream_cx_active.inc();
     socket.once('close', () => this.stats.downstream_cx_active.dec());
     const codec = this.config.codecType;
-    if (codec === 'HTTP1') this.toHttp1(socket);
-    else if (codec === 'HTTP2') this.toHttp2(socket);
-    else if (conn.alpn === 'h2') this.toHttp2(socket);
-    else if (conn.tls) this.toHttp1(socket);
-    else this.sniff(socket);
+    if (codec === 'HTTP1') this.toHttp1(socket, conn);
+    else if (codec === 'HTTP2') this.toHttp2(conn.tls ? replaying(socket, Buffer.alloc(0)) : socket);
+    // Node's HTTP/2 session cannot drive a TLS socket made elsewhere through its handle; it
+    // gets a plain stream over the decrypted bytes instead.
+    else if (conn.alpn === 'h2') this.toHttp2(conn.tls ? replaying(socket, Buffer.alloc(0)) : socket);
+    else if (conn.tls) this.toHttp1(socket, conn);
+    else this.sniff(socket, conn);
     return NetworkFilterStatus.StopIteration;
   }
 
   /** codec_type AUTO without TLS: HTTP/2 if the client opens with the connection preface. */
-  private sniff(socket: Socket): void {
+  private sniff(socket: Socket, conn: DownstreamConnection): void {
     let seen: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       seen = seen.length ? Buffer.concat([seen, chunk]) : chunk;
@@ -193,40 +205,47 @@ export class ConnectionManager implements NetworkFilter {
         // already read, so it gets a stream that replays them first.
         this.toHttp2(replaying(socket, seen));
       } else {
-        // Node's HTTP/1 parser takes unshifted bytes before reading the handle.
         socket.unshift(seen);
-        this.toHttp1(socket);
+        this.toHttp1(socket, conn);
       }
     };
     socket.on('data', onData);
   }
 
-  private toHttp1(socket: Socket): void {
+  private toHttp1(socket: Socket, conn: DownstreamConnection): void {
     this.stats.downstream_cx_http1_total.inc();
-    if (!this.h1) {
-      this.h1 = http.createServer(
-        {
-          maxHeaderSize: this.config.maxRequestHeadersKb * 1024,
-          // Envoy has no request or headers timeout unless configured.
-          requestTimeout: 0,
-          headersTimeout: 0,
-          keepAliveTimeout: this.config.idleTimeoutMs,
-          noDelay: true,
-        },
-        (req, res) => this.onRequest(req, res),
-      );
-      this.h1.keepAliveTimeout = this.config.idleTimeoutMs;
-      this.h1.on('clientError', (err: NodeJS.ErrnoException, s: Socket) => this.onClientError(err, s));
-    }
-    this.h1.emit('connection', socket);
+    const cfg = this.config;
+    new Http1ServerConnection(
+      socket,
+      {
+        maxHeaderBytes: cfg.maxRequestHeadersKb * 1024,
+        maxHeaderCount: cfg.maxHeadersCount,
+        idleTimeoutMs: cfg.idleTimeoutMs,
+        acceptHttp10: cfg.acceptHttp10,
+        bufferLimit: cfg.bufferLimitBytes,
+        serverName: cfg.serverName,
+      },
+      conn.tls ? 'https' : 'http',
+      {
+        onStream: (s) => this.onStream(s, conn),
+        onProtocolError: () => this.stats.downstream_cx_protocol_error.inc(),
+      },
+    );
     socket.resume();
   }
 
   private toHttp2(socket: Socket | Duplex): void {
     this.stats.downstream_cx_http2_total.inc();
     if (!this.h2) {
-      this.h2 = http2.createServer({ maxHeaderListPairs: 200 });
-      this.h2.on('request', (req, res) => this.onRequest(req, res));
+      this.h2 = http2.createServer({ maxHeaderListPairs: this.config.maxHeadersCount + 8 });
+      this.h2.on('stream', (stream, headers) => {
+        const conn = sessionConn.get(stream.session as http2.Http2Session);
+        if (!conn) {
+          stream.close(2);
+          return;
+        }
+        this.onStream(new Http2ServerStreamAdapter(stream, headers, this.config.bufferLimitBytes), conn);
+      });
       // 'session' is emitted synchronously inside emit('connection'): tie it to its connection.
       this.h2.on('session', (session) => {
         if (this.pendingConn) sessionConn.set(session, this.pendingConn);
@@ -240,47 +259,41 @@ export class ConnectionManager implements NetworkFilter {
     if (socket instanceof net.Socket) socket.resume();
   }
 
-  private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-    this.stats.downstream_cx_protocol_error.inc();
-    if (!socket.writable) {
-      socket.destroy();
-      return;
-    }
-    // Envoy answers malformed HTTP/1 with 400 (431 for oversized headers) and closes.
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const body = status === 431 ? 'Request Header Fields Too Large' : 'Bad Request';
-    log.debug(`downstream protocol error: ${err.code ?? err.message}`);
-    socket.end(
-      `HTTP/1.1 ${status} ${body}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${body}`,
-    );
-  }
-
-  private onRequest(req: DownstreamRequest, res: DownstreamResponse): void {
-    const session = (req as http2.Http2ServerRequest).stream?.session;
-    const socket = (session?.socket ?? req.socket) as Socket;
-    const conn = session ? sessionConn.get(session) : connOf.get(socket);
-    const isH2 = req.httpVersionMajor === 2;
+  private onStream(s: ServerStream, conn: DownstreamConnection): void {
     const info: DownstreamInfo = {
-      remoteAddress: conn?.remoteAddress ?? socket.remoteAddress ?? '',
-      remotePort: conn?.remotePort ?? socket.remotePort ?? 0,
-      directRemoteAddress: conn?.remoteAddress ?? socket.remoteAddress ?? '',
-      directRemotePort: conn?.remotePort ?? socket.remotePort ?? 0,
-      localAddress: conn?.localAddress ?? socket.localAddress ?? '',
-      localPort: conn?.localPort ?? socket.localPort ?? 0,
-      protocol: isH2 ? 'HTTP/2' : req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1',
-      scheme: conn?.tls ? 'https' : 'http',
+      remoteAddress: conn.remoteAddress,
+      remotePort: conn.remotePort,
+      directRemoteAddress: conn.remoteAddress,
+      directRemotePort: conn.remotePort,
+      localAddress: conn.localAddress,
+      localPort: conn.localPort,
+      protocol: s.protocol,
+      scheme: conn.tls ? 'https' : 'http',
     };
     const stats = this.stats;
     stats.downstream_rq_total.inc();
-    (isH2 ? stats.downstream_rq_http2_total : stats.downstream_rq_http1_total).inc();
+    (s.protocol === 'HTTP/2' ? stats.downstream_rq_http2_total : stats.downstream_rq_http1_total).inc();
     stats.downstream_rq_active.inc();
-    const stream = new ActiveStream(this.config, req, res, info);
-    res.once('close', () => {
+    const h = s.headers;
+    // An Upgrade (e.g. WebSocket) needs upgrade_configs, which Herald does not support yet:
+    // Envoy answers such a request 403 (upgrade_failed).
+    const isUpgrade =
+      s.protocol !== 'HTTP/2' && h.upgrade !== undefined && /upgrade/i.test(String(h.connection ?? ''));
+    this.mutateRequestHeaders(h, info);
+    const stream = new ActiveStream(this.config, s, info, stats, (a) => {
       stats.downstream_rq_active.dec();
       stats.downstream_rq_completed.inc();
-      if (stream.streamInfo.responseCode) stats.responseClass(stream.streamInfo.responseCode);
+      const code = a.streamInfo.responseCode;
+      if (code) stats.responseClass(code);
     });
-    this.mutateRequestHeaders(stream.requestHeaders, info);
+    if (isUpgrade) {
+      stream.sendLocalReply(403, '', { details: 'upgrade_failed' });
+      return;
+    }
+    if (s.protocol !== 'HTTP/2' && h[':authority'] === undefined && s.protocol === 'HTTP/1.1') {
+      stream.sendLocalReply(400, 'missing host header', { details: 'missing_host_header' });
+      return;
+    }
     stream.start();
   }
 
@@ -288,43 +301,51 @@ export class ConnectionManager implements NetworkFilter {
   private mutateRequestHeaders(h: Headers, d: DownstreamInfo): void {
     const cfg = this.config;
     stripHopByHop(h);
+    // A client never decides that it is internal.
+    delete h['x-envoy-internal'];
     const xffRaw = h['x-forwarded-for'];
     const xff = (Array.isArray(xffRaw) ? xffRaw.join(',') : (xffRaw ?? ''))
       .split(',')
       .map((a) => a.trim())
       .filter(Boolean);
     const n = cfg.xffNumTrustedHops;
-    // The trusted client address (Envoy's XFF rules): with use_remote_address, the peer, or the
-    // n-th address from the right of x-forwarded-for when n hops in front are trusted; without
-    // it, the (n+1)-th from the right of x-forwarded-for when there is one.
-    let client = d.directRemoteAddress;
+    // The trusted client address and whether it may be checked for "internal" (Envoy's XFF rules):
+    // with use_remote_address, the peer (or the n-th address from the right of XFF when n hops in
+    // front are trusted), checkable only if the client sent no XFF; without it, the (n+1)-th address
+    // from the right of XFF, checkable only if XFF holds that single address.
+    let client: string | undefined;
+    let singleAddress: boolean;
     if (cfg.useRemoteAddress) {
-      if (n > 0 && xff.length >= n) client = xff[xff.length - n]!;
-    } else if (xff.length > n) {
-      client = xff[xff.length - 1 - n]!;
+      singleAddress = xff.length === 0;
+      client = n > 0 && xff.length >= n ? xff[xff.length - n] : d.directRemoteAddress;
+      if (!cfg.skipXffAppend) {
+        // Envoy appends its own address for a loopback peer, the peer otherwise.
+        xff.push(isLoopback(d.directRemoteAddress) ? localAddress(d.localAddress) : d.directRemoteAddress);
+        h['x-forwarded-for'] = xff.join(',');
+      }
+      h['x-forwarded-proto'] = d.scheme;
+    } else {
+      client = xff.length > n ? xff[xff.length - 1 - n] : undefined;
+      singleAddress = xff.length === 1 && n === 0;
+      if (h['x-forwarded-proto'] === undefined) h['x-forwarded-proto'] = d.scheme;
     }
-    if (client !== d.directRemoteAddress) {
+    const internal = singleAddress && client !== undefined && isInternalAddress(client);
+    if (client !== undefined && client !== d.directRemoteAddress) {
       d.remoteAddress = client;
       d.remotePort = 0;
     }
-    const edgeExternal = cfg.useRemoteAddress && !isInternalAddress(client);
-    if (cfg.useRemoteAddress) {
-      if (!cfg.skipXffAppend) xff.push(d.directRemoteAddress);
-      if (xff.length) h['x-forwarded-for'] = xff.join(',');
-      h['x-forwarded-proto'] = d.scheme;
-      if (edgeExternal) {
-        for (const k of INTERNAL_ONLY_HEADERS) delete h[k];
-        h['x-envoy-external-address'] = client;
-      } else {
-        h['x-envoy-internal'] = 'true';
-      }
-    } else if (h['x-forwarded-proto'] === undefined) {
-      h['x-forwarded-proto'] = d.scheme;
+    const edge = !internal && cfg.useRemoteAddress;
+    if (internal) {
+      h['x-envoy-internal'] = 'true';
+    } else {
+      // Control headers (retries, timeouts, ...) are honoured only from internal clients.
+      for (const k of INTERNAL_ONLY_HEADERS) delete h[k];
+      if (edge) h['x-envoy-external-address'] = d.remoteAddress;
     }
     // An edge proxy replaces a client's request id unless told to keep it.
     if (
       cfg.generateRequestId &&
-      (h['x-request-id'] === undefined || (edgeExternal && !cfg.preserveExternalRequestId))
+      (h['x-request-id'] === undefined || (edge && !cfg.preserveExternalRequestId))
     ) {
       h['x-request-id'] = randomUUID();
     }

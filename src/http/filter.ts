@@ -26,6 +26,8 @@ export interface StreamCallbacks {
   readonly streamInfo: StreamInfo;
   readonly requestHeaders: Headers;
   readonly routeTable: RouteTable;
+  /** http.<stat_prefix>.* counters of this connection manager. */
+  readonly hcmStats: import('./conn-manager.js').HttpConnectionManagerStats;
   /** The route chosen for this request (computed on first use; cleared by clearRouteCache). */
   route(): { vhost: VirtualHost; route: Route } | undefined;
   clearRouteCache(): void;
@@ -51,8 +53,8 @@ export interface DownstreamInfo {
 
 export interface DecoderFilterCallbacks extends StreamCallbacks {
   readonly downstream: DownstreamInfo;
-  /** The request body as a stream (ended at once when the request has none). */
-  readonly requestBody: import('node:stream').Readable;
+  /** The request body (ended at once when the request has none). */
+  readonly requestBody: import('./codec.js').BodySource;
   continueDecoding(): void;
   /** Sends response headers through the encoder filters to the client. */
   encodeHeaders(status: number, headers: Headers, endStream: boolean): void;

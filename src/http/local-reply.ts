@@ -25,9 +25,13 @@ export function httpToGrpcStatus(status: number): number {
   }
 }
 
+/** gRPC proper: application/grpc or application/grpc+<codec> (not gRPC-Web). */
+export function isGrpcContentType(ct: unknown): boolean {
+  return typeof ct === 'string' && (ct === 'application/grpc' || ct.startsWith('application/grpc+'));
+}
+
 export function isGrpcRequest(h: Headers): boolean {
-  const ct = h['content-type'];
-  return typeof ct === 'string' && ct.startsWith('application/grpc');
+  return isGrpcContentType(h['content-type']);
 }
 
 export function localReply(

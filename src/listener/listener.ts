@@ -61,13 +61,6 @@ export class ActiveListener {
   }
 
   private onAccept(socket: net.Socket): void {
-    this.cxTotal.inc();
-    this.cxActive.inc();
-    this.connections.add(socket);
-    socket.once('close', () => {
-      this.cxActive.dec();
-      this.connections.delete(socket);
-    });
     socket.on('error', (e) => log.debug(`downstream socket error: ${e.message}`));
     const facts: ConnectionFacts = {
       localAddress: socket.localAddress ?? '',
@@ -85,6 +78,14 @@ export class ActiveListener {
       socket.destroy();
       return;
     }
+    // Envoy counts a connection once it has a filter chain.
+    this.cxTotal.inc();
+    this.cxActive.inc();
+    this.connections.add(socket);
+    socket.once('close', () => {
+      this.cxActive.dec();
+      this.connections.delete(socket);
+    });
     if (chain.transport) {
       const t = chain.transport;
       const secure = new tls.TLSSocket(socket, {

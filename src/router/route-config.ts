@@ -11,6 +11,7 @@ import {
 import type { Headers } from '../common/substitution-formatter.js';
 import type { Reader } from '../config/reader.js';
 import { compileHeaderMutations, type HeaderMutations } from '../http/header-mutation.js';
+import { isGrpcContentType } from '../http/local-reply.js';
 
 export interface RouteRequest {
   /** :path without query string or fragment. */
@@ -246,7 +247,8 @@ function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: 
       break;
     }
     case 'safe_regex': {
-      const re = compileRegexMatcher(m.msg('safe_regex')!, caseSensitive ? '' : 'i');
+      // Envoy: case_sensitive is ignored for safe_regex (the regex says what it means).
+      const re = compileRegexMatcher(m.msg('safe_regex')!);
       pathMatch = (p) => re.test(p);
       break;
     }
@@ -284,7 +286,7 @@ function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: 
     }
     if (grpc) {
       const ct = req.headers['content-type'];
-      if (typeof ct !== 'string' || !ct.startsWith('application/grpc')) return false;
+      if (!isGrpcContentType(ct)) return false;
     }
     if (sample && !sample()) return false;
     return true;

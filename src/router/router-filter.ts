@@ -2,8 +2,6 @@
 // cluster and a host, sends the request upstream on a pooled connection,
 // streams the response back with backpressure, and turns failures into
 // Envoy's local replies and response flags.
-import http from 'node:http';
-import type http2 from 'node:http2';
 import type { Headers } from '../common/substitution-formatter.js';
 import type { ExtensionFactory } from '../extensions/registry.js';
 import { stripHopByHop } from '../http/active-stream.js';
@@ -17,6 +15,10 @@ import {
 import { ResponseFlag } from '../http/stream-info.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { Host } from '../upstream/host.js';
+import type { ResetReason, UpstreamRequest } from '../upstream/upstream-request.js';
+
+const EMPTY = Buffer.alloc(0);
+
 import type {
   ClusterRouteAction,
   DirectResponseRouteAction,
@@ -34,27 +36,9 @@ export interface RouterConfig {
 
 const RESET_BEFORE_HEADERS = 'upstream connect error or disconnect/reset before headers. reset reason: ';
 
-type ResetReason =
-  | 'connection_failure'
-  | 'connection_termination'
-  | 'remote_reset'
-  | 'local_reset'
-  | 'overflow';
-
-function isConnectError(code: string | undefined): boolean {
-  return (
-    code === 'ECONNREFUSED' ||
-    code === 'EHOSTUNREACH' ||
-    code === 'ENETUNREACH' ||
-    code === 'EADDRNOTAVAIL' ||
-    code === 'ETIMEDOUT' ||
-    code === 'HERALD_CONNECT_TIMEOUT'
-  );
-}
-
 class RouterFilter implements HttpFilter {
   private cb!: DecoderFilterCallbacks;
-  private upstreamReq: http.ClientRequest | http2.ClientHttp2Stream | undefined;
+  private upstream: UpstreamRequest | undefined;
   private host: Host | undefined;
   private cluster: Cluster | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -74,6 +58,7 @@ class RouterFilter implements HttpFilter {
     const cb = this.cb;
     const matched = cb.route();
     if (!matched) {
+      cb.hcmStats.no_route.inc();
       cb.sendLocalReply(404, '', { details: 'route_not_found', flags: ResponseFlag.NR });
       return FilterHeadersStatus.StopIteration;
     }
@@ -102,6 +87,7 @@ class RouterFilter implements HttpFilter {
     const cluster = this.ctx.clusterManager.get(clusterName);
     cb.streamInfo.upstreamCluster = clusterName;
     if (!cluster) {
+      cb.hcmStats.no_cluster.inc();
       cb.sendLocalReply(503, '', { details: 'cluster_not_found', flags: ResponseFlag.NC });
       return FilterHeadersStatus.StopIteration;
     }
@@ -128,6 +114,7 @@ class RouterFilter implements HttpFilter {
     const body = a.body ?? Buffer.alloc(0);
     if (body.length) headers['content-type'] = 'text/plain';
     headers['content-length'] = String(body.length);
+    cb.hcmStats.rq_direct_response.inc();
     cb.streamInfo.responseCodeDetails = 'direct_response';
     cb.streamInfo.bytesSent += body.length;
     cb.encodeHeaders(a.status, headers, body.length === 0);
@@ -164,7 +151,9 @@ class RouterFilter implements HttpFilter {
     } else if (a.regexRewrite) {
       path = path.replace(a.regexRewrite.pattern, a.regexRewrite.substitution);
     }
-    if (a.stripQuery) query = '';
+    // strip_query drops the request's query, not one written into path_redirect.
+    if (a.stripQuery && !(a.path?.includes('?') ?? false)) query = '';
+    cb.hcmStats.rq_redirect.inc();
     cb.streamInfo.responseCodeDetails = 'redirect';
     cb.encodeHeaders(
       a.responseCode,
@@ -222,170 +211,70 @@ class RouterFilter implements HttpFilter {
     cluster.stats.upstream_rq_total.inc();
     cluster.stats.upstream_rq_active.inc();
     host.activeRequests++;
-    const start = process.hrtime.bigint();
-    const onResponse = (status: number, resHeaders: Headers) => {
-      this.clearTimer();
-      this.responseStarted = true;
-      cluster.stats.responseCode(status);
-      stripHopByHop(resHeaders);
-      if (!suppress)
-        resHeaders['x-envoy-upstream-service-time'] = String(
-          Number((process.hrtime.bigint() - start) / 1000000n),
-        );
-      weighted?.responseMutations.apply(resHeaders, fctx);
-      cb.streamInfo.responseCodeDetails = 'via_upstream';
-    };
-
-    if (cluster.config.protocol === 'http2') this.sendHttp2(cluster, host, h, onResponse);
-    else this.sendHttp1(cluster, host, h, onResponse);
-
-    cb.onDownstreamReset(() => this.abortUpstream());
     const body = cb.requestBody;
+    const endStream = body.ended && body.bytes === 0;
+    const start = process.hrtime.bigint();
+    const upstream = cluster.pools.forHost(host).newStream(
+      h,
+      { endStream, connectTimeoutMs: cluster.config.connectTimeoutMs },
+      {
+        onHeaders: (status, resHeaders, end) => {
+          if (this.done) return;
+          this.clearTimer();
+          this.responseStarted = true;
+          cluster.stats.responseCode(status);
+          stripHopByHop(resHeaders);
+          if (!suppress)
+            resHeaders['x-envoy-upstream-service-time'] = String(
+              Number((process.hrtime.bigint() - start) / 1000000n),
+            );
+          weighted?.responseMutations.apply(resHeaders, fctx);
+          cb.streamInfo.responseCodeDetails = 'via_upstream';
+          if (end) this.finish();
+          cb.encodeHeaders(status, resHeaders, end);
+        },
+        onData: (chunk, end) => {
+          if (this.done && !end) return;
+          if (end) this.finish();
+          if (!cb.encodeData(chunk, end) && !end) {
+            upstream.pauseResponse();
+            cb.onDownstreamDrain(() => upstream.resumeResponse());
+          }
+        },
+        onTrailers: (trailers) => {
+          this.finish();
+          cb.encodeTrailers(trailers);
+        },
+        onReset: (reason, detail) => this.onUpstreamFailure(reason, detail),
+      },
+    );
+    this.upstream = upstream;
+    cb.onDownstreamReset(() => this.abortUpstream());
+
     const startTimer = () => {
       if (timeoutMs > 0 && !this.responseStarted && !this.done) {
         this.timer = setTimeout(() => this.onTimeout(), timeoutMs);
       }
     };
-    if (body.readableEnded) startTimer();
-    else body.once('end', startTimer);
-  }
-
-  private sendHttp1(
-    cluster: Cluster,
-    host: Host,
-    h: Headers,
-    onResponse: (s: number, h: Headers) => void,
-  ): void {
-    const cb = this.cb;
-    const out: http.OutgoingHttpHeaders = {};
-    for (const k in h) if (k.charCodeAt(0) !== 58 /* ':' */) out[k] = h[k];
-    out.host = h[':authority'] as string;
-    const req = http.request({
-      agent: cluster.pools.http1Agent(host),
-      host: host.address,
-      port: host.port,
-      method: h[':method'] as string,
-      path: h[':path'] as string,
-      headers: out,
-      setHost: false,
-    });
-    this.upstreamReq = req;
-    let connected = false;
-    req.on('socket', (s) => {
-      if (!s.connecting) {
-        connected = true;
-        return;
-      }
-      const t = setTimeout(() => {
-        const e = new Error('connect timeout') as NodeJS.ErrnoException;
-        e.code = 'HERALD_CONNECT_TIMEOUT';
-        req.destroy(e);
-      }, cluster.config.connectTimeoutMs);
-      s.once('connect', () => {
-        connected = true;
-        clearTimeout(t);
-      });
-      s.once('close', () => clearTimeout(t));
-    });
-    req.on('response', (res) => {
-      const headers = res.headers as Headers;
-      onResponse(res.statusCode ?? 502, headers);
-      const noBody =
-        cb.requestHeaders[':method'] === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
-      cb.encodeHeaders(res.statusCode ?? 502, headers, noBody && res.readableEnded);
-      this.pipeResponse(res, () =>
-        Object.keys(res.trailers).length ? (res.trailers as Headers) : undefined,
-      );
-    });
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      if (this.done) return;
-      if (!connected || isConnectError(err.code)) this.onUpstreamFailure('connection_failure', err.code);
-      else this.onUpstreamFailure('connection_termination', err.code);
-    });
-    cb.requestBody.pipe(req);
-  }
-
-  private sendHttp2(
-    cluster: Cluster,
-    host: Host,
-    h: Headers,
-    onResponse: (s: number, h: Headers) => void,
-  ): void {
-    const cb = this.cb;
-    let session: http2.ClientHttp2Session;
-    try {
-      session = cluster.pools.http2Session(host);
-    } catch {
-      this.onUpstreamFailure('connection_failure', undefined);
+    if (endStream) {
+      body.discard();
+      startTimer();
       return;
     }
-    const out: http2.OutgoingHttpHeaders = {};
-    for (const k in h) if (k !== ':scheme') out[k] = h[k];
-    out[':scheme'] = 'http';
-    const connected = !session.connecting;
-    let connectTimer: NodeJS.Timeout | undefined;
-    if (!connected) {
-      connectTimer = setTimeout(() => {
-        session.destroy();
-        this.onUpstreamFailure('connection_failure', 'HERALD_CONNECT_TIMEOUT');
-      }, cluster.config.connectTimeoutMs);
-      session.once('connect', () => clearTimeout(connectTimer));
-    }
-    const stream = session.request(out, { endStream: false });
-    this.upstreamReq = stream;
-    let gotResponse = false;
-    stream.on('response', (headers) => {
-      gotResponse = true;
-      const status = Number(headers[':status'] ?? 502);
-      const resHeaders: Headers = {};
-      for (const k in headers) if (k.charCodeAt(0) !== 58) resHeaders[k] = headers[k] as string;
-      onResponse(status, resHeaders);
-      cb.encodeHeaders(status, resHeaders, false);
-      let trailers: Headers | undefined;
-      stream.once('trailers', (t) => {
-        trailers = {};
-        for (const k in t) if (k.charCodeAt(0) !== 58) trailers[k] = t[k] as string;
-      });
-      this.pipeResponse(stream, () => trailers);
-    });
-    stream.on('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(connectTimer);
-      if (this.done) return;
-      if (session.connecting || err.code === 'ECONNREFUSED')
-        this.onUpstreamFailure('connection_failure', err.code);
-      else this.onUpstreamFailure(gotResponse ? 'remote_reset' : 'remote_reset', err.code);
-    });
-    stream.on('close', () => {
-      clearTimeout(connectTimer);
-      if (!gotResponse && !this.done) {
-        const code = stream.rstCode;
-        this.onUpstreamFailure(
-          session.destroyed && !session.connecting ? 'connection_termination' : 'remote_reset',
-          `rst ${code}`,
-        );
-      }
-    });
-    cb.requestBody.pipe(stream);
-  }
-
-  /** Streams an upstream body to the client, pausing the upstream while the client is slow. */
-  private pipeResponse(
-    src: NodeJS.ReadableStream & { destroy?(): void },
-    trailers: () => Headers | undefined,
-  ): void {
-    const cb = this.cb;
-    src.on('data', (chunk: Buffer) => {
-      if (!cb.encodeData(chunk, false)) {
-        src.pause();
-        cb.onDownstreamDrain(() => src.resume());
-      }
-    });
-    src.on('end', () => {
-      this.finish();
-      const t = trailers();
-      if (t) cb.encodeTrailers(t);
-      else cb.encodeData(Buffer.alloc(0), true);
-    });
+    // Stream the request body with backpressure both ways.
+    body.consume(
+      (chunk) => {
+        if (!upstream.sendData(chunk, false)) {
+          body.pause();
+          upstream.onDrain(() => body.resume());
+        }
+      },
+      (trailers) => {
+        if (trailers) upstream.sendTrailers(trailers);
+        else upstream.sendData(EMPTY, true);
+        startTimer();
+      },
+    );
   }
 
   private onTimeout(): void {
@@ -393,15 +282,15 @@ class RouterFilter implements HttpFilter {
     this.cluster?.stats.upstream_rq_timeout.inc();
     this.abortUpstream();
     this.finish();
+    this.cluster?.stats.responseCode(504); // Envoy charges the local reply to the cluster
     this.cb.sendLocalReply(504, 'upstream request timeout', {
       details: 'upstream_response_timeout',
       flags: ResponseFlag.UT,
     });
   }
 
-  private onUpstreamFailure(reason: ResetReason, code: string | undefined): void {
+  private onUpstreamFailure(reason: ResetReason, _detail: string): void {
     if (this.done) return;
-    const stats = this.cluster?.stats;
     const flag =
       reason === 'connection_failure'
         ? ResponseFlag.UF
@@ -410,29 +299,22 @@ class RouterFilter implements HttpFilter {
           : reason === 'overflow'
             ? ResponseFlag.UO
             : ResponseFlag.UR;
-    if (reason === 'connection_failure') {
-      stats?.upstream_cx_connect_fail.inc();
-      if (code === 'HERALD_CONNECT_TIMEOUT') stats?.upstream_cx_connect_timeout.inc();
-    } else if (reason === 'connection_termination') {
-      stats?.upstream_cx_destroy_remote_with_active_rq.inc();
-    }
     this.finish();
     if (this.responseStarted) {
       this.cb.streamInfo.setFlag(flag);
       this.cb.resetStream();
       return;
     }
-    this.cb.sendLocalReply(503, RESET_BEFORE_HEADERS + reason.replace('_', ' '), {
+    const status = reason === 'protocol_error' ? 502 : 503;
+    this.cluster?.stats.responseCode(status); // Envoy charges the local reply to the cluster
+    this.cb.sendLocalReply(status, RESET_BEFORE_HEADERS + reason.replace('_', ' '), {
       details: `upstream_reset_before_response_started{${reason}}`,
       flags: flag,
     });
   }
 
   private abortUpstream(): void {
-    const r = this.upstreamReq;
-    if (!r) return;
-    if (r instanceof http.ClientRequest) r.destroy();
-    else if (!r.destroyed) r.close(8 /* CANCEL */);
+    this.upstream?.abort();
   }
 
   private clearTimer(): void {

@@ -3,7 +3,9 @@
 import { AdminServer } from '../admin/admin-server.js';
 import { logger } from '../common/logger.js';
 import { loadBootstrap } from '../config/bootstrap-loader.js';
+import { releaseEnvoyProtos } from '../config/envoy-protos.js';
 import type { JsonObject } from '../config/proto-json.js';
+import { loadBootstrapIsolated } from '../config/proto-worker.js';
 import { registerBuiltinExtensions } from '../extensions/builtin.js';
 import { ActiveListener } from '../listener/listener.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
@@ -43,6 +45,15 @@ export class Server {
   private stopping: Promise<void> | undefined;
   /** What /quitquitquit does after stopping; the CLI sets it to exit the process. */
   onQuit: () => void = () => {};
+
+  /** Loads and validates the bootstrap on a worker thread (keeping proto memory out of this process), then compiles it. */
+  static async create(options: ServerOptions): Promise<Server> {
+    const canonical = await loadBootstrapIsolated({
+      path: options.configPath,
+      configYaml: options.configYaml,
+    });
+    return new Server(options, canonical);
+  }
 
   constructor(
     readonly options: ServerOptions,
@@ -86,6 +97,7 @@ export class Server {
       this.listeners.push(l);
     }
     stats.gauge('listener_manager.total_listeners_active').set(this.listeners.length);
+    releaseEnvoyProtos();
     this.state = 'LIVE';
     stats.gauge('server.live').set(1);
     stats.gauge('server.state').set(0);

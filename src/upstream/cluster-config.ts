@@ -33,6 +33,8 @@ export interface ClusterConfig {
   protocol: UpstreamProtocol;
   /** Upstream connection idle timeout (common_http_protocol_options.idle_timeout); Envoy's default is 1 h. */
   idleTimeoutMs: number;
+  /** common_http_protocol_options.max_requests_per_connection; 0 = unlimited. */
+  maxRequestsPerConnection: number;
   /** Overprovisioning factor for priority load, in percent (Envoy: 140). */
   overprovisioningFactor: number;
 }
@@ -63,6 +65,7 @@ export function compileCluster(r: Reader): ClusterConfig {
     dnsRefreshRateMs: r.durationMs('dns_refresh_rate', 5000),
     protocol: 'http1',
     idleTimeoutMs: 3600_000,
+    maxRequestsPerConnection: r.num('max_requests_per_connection', 0),
     overprovisioningFactor: 140,
   };
 
@@ -128,7 +131,11 @@ export function compileCluster(r: Reader): ClusterConfig {
       throw opts.error(which, `'${which}' is not supported yet; use explicit_http_config`);
     }
     const common = opts.msg('common_http_protocol_options');
-    if (common) cfg.idleTimeoutMs = common.durationMs('idle_timeout', 3600_000);
+    if (common) {
+      cfg.idleTimeoutMs = common.durationMs('idle_timeout', 3600_000);
+      const m = common.num('max_requests_per_connection');
+      if (m !== undefined) cfg.maxRequestsPerConnection = m;
+    }
   }
   return cfg;
 }

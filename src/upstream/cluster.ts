@@ -26,6 +26,9 @@ export class ClusterStats {
   readonly upstream_cx_active;
   readonly upstream_cx_connect_fail;
   readonly upstream_cx_connect_timeout;
+  readonly upstream_cx_http1_total;
+  readonly upstream_cx_http2_total;
+  readonly upstream_cx_idle_timeout;
   readonly upstream_cx_destroy_remote_with_active_rq;
   readonly upstream_rq_2xx;
   readonly upstream_rq_3xx;
@@ -49,6 +52,9 @@ export class ClusterStats {
     this.upstream_cx_active = g('upstream_cx_active');
     this.upstream_cx_connect_fail = c('upstream_cx_connect_fail');
     this.upstream_cx_connect_timeout = c('upstream_cx_connect_timeout');
+    this.upstream_cx_http1_total = c('upstream_cx_http1_total');
+    this.upstream_cx_http2_total = c('upstream_cx_http2_total');
+    this.upstream_cx_idle_timeout = c('upstream_cx_idle_timeout');
     this.upstream_cx_destroy_remote_with_active_rq = c('upstream_cx_destroy_remote_with_active_rq');
     this.upstream_rq_2xx = c('upstream_rq_2xx');
     this.upstream_rq_3xx = c('upstream_rq_3xx');

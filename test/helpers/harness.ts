@@ -17,7 +17,7 @@ export interface Running {
 
 /** Starts Herald on a YAML bootstrap. Use port_value: 0 everywhere. */
 export async function startHerald(yaml: string): Promise<Running> {
-  const server = new Server({ configYaml: yaml });
+  const server = await Server.create({ configYaml: yaml });
   await server.start();
   return {
     server,

@@ -1,0 +1,349 @@
+// An incremental HTTP/1.1 message parser for requests and responses, working
+// in place on the socket's Buffers: header blocks are sliced once into a
+// latin1 string, bodies are handed on as subarrays (no copies).
+//
+// Herald has its own parser rather than Node's http module because the proxy
+// path needs control Node does not expose (no automatic Connection/Keep-Alive
+// headers, Envoy's status codes for malformed input, never reusing a
+// connection whose FIN was read) and because the module's per-request
+// objects cost ~2x in throughput (see BENCHMARKS.md).
+import type { Headers } from '../../common/substitution-formatter.js';
+
+export interface ParserLimits {
+  /** Bytes of request line + headers; more is 431. */
+  maxHeaderBytes: number;
+  /** Number of header lines; more is 431. */
+  maxHeaderCount: number;
+}
+
+export interface MessageHead {
+  /** Requests: method and target. */
+  method: string;
+  path: string;
+  /** Responses: status code and reason. */
+  status: number;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  minor: number;
+  headers: Headers;
+  /** True when the message says the connection should close after it. */
+  close: boolean;
+  upgrade: boolean;
+  chunked: boolean;
+  /** -1 when unknown (chunked, or a response read until close). */
+  contentLength: number;
+}
+
+export interface ParserCallbacks {
+  onHead(head: MessageHead): void;
+  onBody(chunk: Buffer): void;
+  onComplete(trailers: Headers | undefined): void;
+}
+
+export class ParseError extends Error {
+  constructor(
+    /** HTTP status Envoy answers with (400, 413, 431, 501). */
+    readonly status: number,
+    /** Envoy-style details, e.g. `http1.codec_error`. */
+    readonly details: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+enum State {
+  Head = 0,
+  Body = 1, // content-length
+  ChunkSize = 2,
+  ChunkData = 3,
+  ChunkDataEnd = 4,
+  Trailers = 5,
+  UntilClose = 6,
+  Done = 7, // message complete, waiting for reset()
+}
+
+const CRLF = 0x0a0d; // "\r\n" read as little-endian uint16
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[\0\r\n]/;
+
+export class Http1Parser {
+  private state = State.Head;
+  private pending: Buffer | undefined;
+  private remaining = 0;
+  private head: MessageHead | undefined;
+  /** For responses: the request was HEAD (no body whatever the headers say). */
+  noBody = false;
+
+  constructor(
+    readonly kind: 'request' | 'response',
+    private readonly limits: ParserLimits,
+    private readonly cb: ParserCallbacks,
+  ) {}
+
+  get messageComplete(): boolean {
+    return this.state === State.Done;
+  }
+
+  get inProgress(): boolean {
+    return this.state !== State.Head || this.pending !== undefined;
+  }
+
+  /** Ready for the next message on the same connection. */
+  reset(): void {
+    this.state = State.Head;
+    this.head = undefined;
+    this.noBody = false;
+  }
+
+  /**
+   * Consumes bytes. Stops after a complete message and returns the unconsumed
+   * rest (pipelined data), or undefined when everything was consumed.
+   * Throws ParseError on malformed input.
+   */
+  execute(chunk: Buffer): Buffer | undefined {
+    let buf = chunk;
+    if (this.pending) {
+      buf = Buffer.concat([this.pending, chunk]);
+      this.pending = undefined;
+    }
+    let off = 0;
+    while (off < buf.length) {
+      switch (this.state) {
+        case State.Head: {
+          // Tolerate empty lines before a message (RFC 9112 2.2).
+          while (off + 1 < buf.length && buf[off] === 13 && buf[off + 1] === 10) off += 2;
+          const end = buf.indexOf('\r\n\r\n', off, 'latin1');
+          if (end < 0) {
+            if (buf.length - off > this.limits.maxHeaderBytes)
+              throw new ParseError(431, 'http1.headers_too_large', 'headers too large');
+            this.pending = buf.subarray(off);
+            return undefined;
+          }
+          if (end - off > this.limits.maxHeaderBytes)
+            throw new ParseError(431, 'http1.headers_too_large', 'headers too large');
+          this.parseHead(buf.toString('latin1', off, end));
+          off = end + 4;
+          break;
+        }
+        case State.Body: {
+          const n = Math.min(this.remaining, buf.length - off);
+          this.remaining -= n;
+          const piece = buf.subarray(off, off + n);
+          off += n;
+          this.cb.onBody(piece);
+          if (this.remaining === 0) this.complete(undefined);
+          break;
+        }
+        case State.UntilClose: {
+          this.cb.onBody(off === 0 ? buf : buf.subarray(off));
+          off = buf.length;
+          break;
+        }
+        case State.ChunkSize: {
+          const eol = buf.indexOf(CRLF_BUF, off);
+          if (eol < 0) {
+            if (buf.length - off > 1024)
+              throw new ParseError(400, 'http1.codec_error', 'chunk size line too long');
+            this.pending = buf.subarray(off);
+            return undefined;
+          }
+          let line = buf.toString('latin1', off, eol);
+          const semi = line.indexOf(';');
+          if (semi >= 0) line = line.slice(0, semi);
+          line = line.trim();
+          if (!/^[0-9a-fA-F]{1,8}$/.test(line))
+            throw new ParseError(400, 'http1.codec_error', 'invalid chunk size');
+          this.remaining = Number.parseInt(line, 16);
+          off = eol + 2;
+          this.state = this.remaining === 0 ? State.Trailers : State.ChunkData;
+          break;
+        }
+        case State.ChunkData: {
+          const n = Math.min(this.remaining, buf.length - off);
+          this.remaining -= n;
+          const piece = buf.subarray(off, off + n);
+          off += n;
+          this.cb.onBody(piece);
+          if (this.remaining === 0) this.state = State.ChunkDataEnd;
+          break;
+        }
+        case State.ChunkDataEnd: {
+          if (buf.length - off < 2) {
+            this.pending = buf.subarray(off);
+            return undefined;
+          }
+          if (buf.readUInt16LE(off) !== CRLF)
+            throw new ParseError(400, 'http1.codec_error', 'missing CRLF after chunk');
+          off += 2;
+          this.state = State.ChunkSize;
+          break;
+        }
+        case State.Trailers: {
+          if (buf.length - off >= 2 && buf.readUInt16LE(off) === CRLF) {
+            off += 2;
+            this.complete(undefined);
+            break;
+          }
+          const end = buf.indexOf('\r\n\r\n', off, 'latin1');
+          if (end < 0) {
+            if (buf.length - off > this.limits.maxHeaderBytes)
+              throw new ParseError(431, 'http1.headers_too_large', 'trailers too large');
+            this.pending = buf.subarray(off);
+            return undefined;
+          }
+          const trailers: Headers = {};
+          for (const line of buf.toString('latin1', off, end).split('\r\n')) this.addHeader(trailers, line);
+          off = end + 4;
+          this.complete(trailers);
+          break;
+        }
+        case State.Done:
+          return buf.subarray(off);
+      }
+      if ((this.state as State) === State.Done) return off < buf.length ? buf.subarray(off) : undefined;
+    }
+    return undefined;
+  }
+
+  /** The peer closed its side. Completes a read-until-close response; otherwise reports truncation. */
+  finish(): 'complete' | 'truncated' | 'idle' {
+    if (this.state === State.UntilClose) {
+      this.complete(undefined);
+      return 'complete';
+    }
+    if (this.state === State.Head && !this.pending) return 'idle';
+    if (this.state === State.Done) return 'complete';
+    return 'truncated';
+  }
+
+  private complete(trailers: Headers | undefined): void {
+    this.state = State.Done;
+    this.cb.onComplete(trailers);
+  }
+
+  private addHeader(h: Headers, line: string): number {
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw new ParseError(400, 'http1.codec_error', 'malformed header line');
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) throw new ParseError(400, 'http1.invalid_characters', 'invalid header name');
+    const value = line.slice(colon + 1).trim();
+    if (BAD_VALUE.test(value)) throw new ParseError(400, 'http1.invalid_characters', 'invalid header value');
+    const key = name.toLowerCase();
+    const prev = h[key];
+    if (prev === undefined) h[key] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else h[key] = [prev, value];
+    return 1;
+  }
+
+  private parseHead(block: string): void {
+    const lines = block.split('\r\n');
+    const first = lines[0]!;
+    const head: MessageHead = {
+      method: '',
+      path: '',
+      status: 0,
+      minor: 1,
+      headers: {},
+      close: false,
+      upgrade: false,
+      chunked: false,
+      contentLength: -1,
+    };
+    if (this.kind === 'request') {
+      const s1 = first.indexOf(' ');
+      const s2 = first.lastIndexOf(' ');
+      if (s1 <= 0 || s2 <= s1) throw new ParseError(400, 'http1.codec_error', 'malformed request line');
+      head.method = first.slice(0, s1);
+      head.path = first.slice(s1 + 1, s2);
+      const version = first.slice(s2 + 1);
+      if (!TOKEN.test(head.method) || head.path.includes(' ') || head.path === '')
+        throw new ParseError(400, 'http1.codec_error', 'malformed request line');
+      if (version === 'HTTP/1.1') head.minor = 1;
+      else if (version === 'HTTP/1.0') head.minor = 0;
+      else throw new ParseError(400, 'http1.codec_error', `unsupported version '${version.slice(0, 16)}'`);
+    } else {
+      if (!first.startsWith('HTTP/1.'))
+        throw new ParseError(400, 'http1.codec_error', 'malformed status line');
+      head.minor = first.charCodeAt(7) === 48 ? 0 : 1;
+      const code = Number(first.slice(9, 12));
+      if (first.charCodeAt(8) !== 32 || !(code >= 100 && code <= 999))
+        throw new ParseError(400, 'http1.codec_error', 'malformed status line');
+      head.status = code;
+    }
+    if (lines.length - 1 > this.limits.maxHeaderCount)
+      throw new ParseError(431, 'http1.too_many_headers', 'too many headers');
+    const h = head.headers;
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i]!;
+      if (line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9)
+        throw new ParseError(400, 'http1.codec_error', 'obsolete line folding');
+      this.addHeader(h, line);
+    }
+
+    const conn = h.connection;
+    const connTokens = conn === undefined ? '' : (Array.isArray(conn) ? conn.join(',') : conn).toLowerCase();
+    head.close = head.minor === 0 ? !connTokens.includes('keep-alive') : connTokens.includes('close');
+    head.upgrade = h.upgrade !== undefined && connTokens.includes('upgrade');
+
+    const te = h['transfer-encoding'];
+    const cl = h['content-length'];
+    if (te !== undefined) {
+      const codings = (Array.isArray(te) ? te.join(',') : te).toLowerCase();
+      const last = codings.split(',').pop()!.trim();
+      if (head.minor === 0 && this.kind === 'request')
+        throw new ParseError(400, 'http1.codec_error', 'transfer-encoding in an HTTP/1.0 request');
+      if (cl !== undefined)
+        throw new ParseError(
+          400,
+          'http1.content_length_and_chunked_not_allowed',
+          'both content-length and transfer-encoding',
+        );
+      if (last !== 'chunked') {
+        if (this.kind === 'request')
+          throw new ParseError(501, 'http1.invalid_transfer_encoding', 'unsupported transfer-encoding');
+      } else head.chunked = true;
+    } else if (cl !== undefined) {
+      const values = (Array.isArray(cl) ? cl.join(',') : cl).split(',').map((v) => v.trim());
+      const first = values[0]!;
+      if (!/^\d{1,15}$/.test(first) || values.some((v) => v !== first))
+        throw new ParseError(400, 'http1.content_length_not_allowed', 'invalid content-length');
+      head.contentLength = Number(first);
+    }
+
+    this.head = head;
+    this.cb.onHead(head);
+
+    // Body framing (RFC 9112 6.3).
+    if (this.kind === 'response') {
+      const s = head.status;
+      if (this.noBody || (s >= 100 && s < 200) || s === 204 || s === 304) {
+        this.complete(undefined);
+        return;
+      }
+      if (head.chunked) this.state = State.ChunkSize;
+      else if (head.contentLength >= 0) this.startLength(head.contentLength);
+      else this.state = State.UntilClose;
+      return;
+    }
+    if (head.chunked) this.state = State.ChunkSize;
+    else if (head.contentLength > 0) this.startLength(head.contentLength);
+    else this.complete(undefined);
+  }
+
+  private startLength(n: number): void {
+    if (n === 0) {
+      this.complete(undefined);
+      return;
+    }
+    this.remaining = n;
+    this.state = State.Body;
+  }
+
+  /** The head of the message being parsed (after onHead). */
+  get current(): MessageHead | undefined {
+    return this.head;
+  }
+}
+
+const CRLF_BUF = Buffer.from('\r\n');

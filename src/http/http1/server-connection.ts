@@ -1,0 +1,369 @@
+// Herald's downstream HTTP/1.1 codec: one per client connection. Requests are
+// answered one at a time and in order; pipelined requests wait (reading is
+// paused) until the response before them is complete, as in Envoy.
+import type net from 'node:net';
+import { logger } from '../../common/logger.js';
+import type { Headers } from '../../common/substitution-formatter.js';
+import { BodySource, type ResponseSink, type ServerStream } from '../codec.js';
+import { Http1Parser, type MessageHead, ParseError } from './parser.js';
+import { httpDate, LAST_CHUNK, serializeHead, writeChunk } from './serializer.js';
+
+const log = logger('http');
+
+export interface Http1ServerOptions {
+  maxHeaderBytes: number;
+  maxHeaderCount: number;
+  /** Close idle keep-alive connections after this long (ms); 0 = never. */
+  idleTimeoutMs: number;
+  /** Accept HTTP/1.0 (Envoy's accept_http_10); otherwise answer 426. */
+  acceptHttp10: boolean;
+  /** Held request-body bytes before reading pauses (per_connection_buffer_limit_bytes). */
+  bufferLimit: number;
+  /** Envoy's date header on every response. */
+  serverName: string;
+}
+
+export interface Http1ServerCallbacks {
+  onStream(stream: ServerStream): void;
+  /** A protocol error closed the connection (for stats). */
+  onProtocolError(e: ParseError): void;
+}
+
+class Http1ServerStream implements ServerStream, ResponseSink {
+  readonly headers: Headers;
+  readonly body: BodySource;
+  private closeCbs: Array<(complete: boolean) => void> = [];
+  private drainCbs: Array<() => void> = [];
+  headersSent = false;
+  finished = false;
+  private chunked = false;
+  private closeAfter: boolean;
+
+  constructor(
+    private readonly conn: Http1ServerConnection,
+    head: MessageHead,
+    readonly protocol: 'HTTP/1.0' | 'HTTP/1.1',
+    scheme: string,
+  ) {
+    const h = head.headers;
+    const host = h.host;
+    delete h.host;
+    h[':method'] = head.method;
+    h[':path'] = head.path;
+    h[':scheme'] = scheme;
+    if (host !== undefined) h[':authority'] = Array.isArray(host) ? host[0]! : host;
+    this.headers = h;
+    this.closeAfter = head.close;
+    this.body = new BodySource(
+      () => conn.pauseReading(),
+      () => conn.resumeReading(),
+      conn.options.bufferLimit,
+    );
+  }
+
+  get response(): ResponseSink {
+    return this;
+  }
+
+  onClose(cb: (complete: boolean) => void): void {
+    this.closeCbs.push(cb);
+  }
+
+  writeHeaders(status: number, headers: Headers, endStream: boolean): void {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    const isHead = this.headers[':method'] === 'HEAD';
+    const noBody = isHead || status === 204 || status === 304 || (status >= 100 && status < 200);
+    if (this.conn.draining) this.closeAfter = true;
+    if (!noBody && headers['content-length'] === undefined && !endStream) {
+      if (this.protocol === 'HTTP/1.1') {
+        headers['transfer-encoding'] = 'chunked';
+        this.chunked = true;
+      } else {
+        this.closeAfter = true; // HTTP/1.0: the body ends with the connection
+      }
+    } else if (endStream && !noBody && headers['content-length'] === undefined) {
+      headers['content-length'] = '0';
+    }
+    if (this.closeAfter) headers.connection = 'close';
+    else if (this.protocol === 'HTTP/1.0') headers.connection = 'keep-alive';
+    headers.date = httpDate();
+    const head = serializeHead(`HTTP/1.1 ${status} ${reason(status)}\r\n`, headers);
+    const s = this.conn.socket;
+    if (endStream) {
+      s.write(head);
+      this.finish();
+    } else {
+      s.cork();
+      s.write(head);
+      process.nextTick(uncork, s);
+    }
+  }
+
+  writeData(chunk: Buffer, endStream: boolean): boolean {
+    if (this.finished) return true;
+    const s = this.conn.socket;
+    let ok = true;
+    if (this.chunked) {
+      if (chunk.length) ok = writeChunk(s, chunk);
+      if (endStream) s.write(LAST_CHUNK);
+    } else if (chunk.length) {
+      ok = s.write(chunk);
+    }
+    if (endStream) this.finish();
+    return ok;
+  }
+
+  writeTrailers(trailers: Headers): void {
+    if (this.finished) return;
+    const s = this.conn.socket;
+    if (this.chunked) s.write(serializeHead('0\r\n', trailers));
+    this.finish();
+  }
+
+  onDrain(cb: () => void): void {
+    if (this.drainCbs.length === 0) this.conn.socket.once('drain', () => this.flushDrain());
+    this.drainCbs.push(cb);
+  }
+
+  private flushDrain(): void {
+    const cbs = this.drainCbs;
+    this.drainCbs = [];
+    for (const cb of cbs) cb();
+  }
+
+  reset(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.conn.socket.destroy();
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    for (const cb of this.closeCbs) cb(true);
+    this.closeCbs = [];
+    this.conn.onResponseComplete(this, this.closeAfter);
+  }
+
+  /** The connection went away before the response was complete. */
+  abort(): void {
+    if (this.finished) return;
+    this.finished = true;
+    for (const cb of this.closeCbs) cb(false);
+    this.closeCbs = [];
+  }
+
+  /** The request said "Expect: 100-continue": answer it now, as Envoy does by default. */
+  sendContinue(): void {
+    this.conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+  }
+}
+
+function uncork(s: net.Socket): void {
+  s.uncork();
+}
+
+export class Http1ServerConnection {
+  private readonly parser: Http1Parser;
+  private active: Http1ServerStream | undefined;
+  /** Bytes of pipelined requests read while a response was in progress. */
+  private backlog: Buffer | undefined;
+  private readPaused = false;
+  private bodyPaused = false;
+  draining = false;
+  private closed = false;
+
+  constructor(
+    readonly socket: net.Socket,
+    readonly options: Http1ServerOptions,
+    private readonly scheme: string,
+    private readonly callbacks: Http1ServerCallbacks,
+  ) {
+    this.parser = new Http1Parser(
+      'request',
+      { maxHeaderBytes: options.maxHeaderBytes, maxHeaderCount: options.maxHeaderCount },
+      {
+        onHead: (h) => this.onHead(h),
+        onBody: (c) => this.active?.body.push(c),
+        onComplete: (t) => this.active?.body.end(t),
+      },
+    );
+    socket.on('data', (c: Buffer) => this.onData(c));
+    socket.on('end', () => this.onEnd());
+    socket.on('close', () => this.onClose());
+    socket.on('error', () => {});
+    if (options.idleTimeoutMs > 0) socket.setTimeout(options.idleTimeoutMs, () => this.onIdle());
+  }
+
+  pauseReading(): void {
+    this.bodyPaused = true;
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.bodyPaused = false;
+    if (!this.readPaused) this.socket.resume();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.readPaused) {
+      this.backlog = this.backlog ? Buffer.concat([this.backlog, chunk]) : chunk;
+      return;
+    }
+    this.feed(chunk);
+  }
+
+  private feed(chunk: Buffer): void {
+    let rest: Buffer | undefined;
+    try {
+      rest = this.parser.execute(chunk);
+    } catch (e) {
+      if (e instanceof ParseError) {
+        this.protocolError(e);
+        return;
+      }
+      throw e;
+    }
+    if (this.parser.messageComplete) {
+      if (this.active && !this.active.finished) {
+        // A pipelined request waits until the current response is done.
+        this.readPaused = true;
+        this.socket.pause();
+        if (rest?.length) this.backlog = this.backlog ? Buffer.concat([rest, this.backlog]) : rest;
+        return;
+      }
+      this.parser.reset();
+      if (rest?.length) this.feed(rest);
+    }
+  }
+
+  private onHead(h: MessageHead): void {
+    this.socket.setTimeout(0);
+    if (h.minor === 0 && !this.options.acceptHttp10) {
+      // Envoy rejects HTTP/1.0 unless accept_http_10 is set.
+      this.writeErrorAndClose(426, 'Upgrade Required');
+      throw new ParseError(426, 'http1.http10_not_allowed', 'HTTP/1.0 not allowed');
+    }
+    const stream = new Http1ServerStream(this, h, h.minor === 0 ? 'HTTP/1.0' : 'HTTP/1.1', this.scheme);
+    this.active = stream;
+    // No body: the request ends with its headers (the router then sends none upstream).
+    if (!h.chunked && h.contentLength <= 0) stream.body.end();
+    const expect = stream.headers.expect;
+    if (typeof expect === 'string' && expect.toLowerCase() === '100-continue' && h.minor === 1) {
+      delete stream.headers.expect;
+      stream.sendContinue();
+    }
+    this.callbacks.onStream(stream);
+  }
+
+  /** Called when a response has been fully written. */
+  onResponseComplete(stream: Http1ServerStream, close: boolean): void {
+    if (stream !== this.active) return;
+    const requestDone = this.parser.messageComplete;
+    this.active = undefined;
+    if (close || this.draining) {
+      this.socket.end();
+      return;
+    }
+    if (!requestDone) {
+      // Answered before the request body finished (e.g. a local reply): Envoy closes the
+      // connection rather than read and discard an unbounded body.
+      stream.body.discard();
+      this.socket.end();
+      return;
+    }
+    this.parser.reset();
+    if (this.options.idleTimeoutMs > 0) this.socket.setTimeout(this.options.idleTimeoutMs);
+    if (this.readPaused) {
+      this.readPaused = false;
+      const b = this.backlog;
+      this.backlog = undefined;
+      if (!this.bodyPaused) this.socket.resume();
+      if (b) this.feed(b);
+    }
+  }
+
+  private protocolError(e: ParseError): void {
+    this.callbacks.onProtocolError(e);
+    log.debug(`downstream HTTP/1 protocol error: ${e.message}`);
+    if (this.active && !this.active.finished) {
+      if (!this.active.headersSent) this.writeErrorAndClose(e.status, reason(e.status));
+      else this.socket.destroy();
+      this.active.abort();
+      return;
+    }
+    if (e.status !== 426) this.writeErrorAndClose(e.status, reason(e.status));
+  }
+
+  private writeErrorAndClose(status: number, body: string): void {
+    if (this.closed || this.socket.destroyed) return;
+    this.socket.end(
+      `HTTP/1.1 ${status} ${reason(status)}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\ndate: ${httpDate()}\r\nserver: ${this.options.serverName}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    this.socket.pause();
+  }
+
+  private onEnd(): void {
+    // The client half-closed. Finish the response in progress (it may still be read);
+    // with nothing in flight, close.
+    const outcome = this.parser.finish();
+    if (!this.active) {
+      this.socket.end();
+      return;
+    }
+    if (outcome === 'truncated') this.active.body.end();
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    this.active?.abort();
+    this.active = undefined;
+  }
+
+  private onIdle(): void {
+    if (!this.active) this.socket.destroy();
+  }
+
+  /** Stop keep-alive: the next response carries connection: close; idle connections close now. */
+  drain(): void {
+    this.draining = true;
+    if (!this.active) this.socket.end();
+  }
+}
+
+const REASONS: Record<number, string> = {
+  100: 'Continue',
+  101: 'Switching Protocols',
+  200: 'OK',
+  201: 'Created',
+  202: 'Accepted',
+  204: 'No Content',
+  206: 'Partial Content',
+  301: 'Moved Permanently',
+  302: 'Found',
+  303: 'See Other',
+  304: 'Not Modified',
+  307: 'Temporary Redirect',
+  308: 'Permanent Redirect',
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  413: 'Payload Too Large',
+  414: 'URI Too Long',
+  426: 'Upgrade Required',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+export function reason(status: number): string {
+  return REASONS[status] ?? 'Unknown';
+}

@@ -1,0 +1,346 @@
+// Upstream HTTP/1.1 connection pool for one host, on Herald's own codec.
+// One request per connection at a time; idle connections are reused most
+// recently used first (as Envoy's pool does); a connection whose FIN has been
+// read is never reused; max_requests_per_connection and the idle timeout
+// retire connections.
+import net from 'node:net';
+import { logger } from '../common/logger.js';
+import type { Headers } from '../common/substitution-formatter.js';
+import { Http1Parser, type MessageHead, ParseError } from '../http/http1/parser.js';
+import { LAST_CHUNK, serializeHead, writeChunk } from '../http/http1/serializer.js';
+import type { ClusterStats } from './cluster.js';
+import type { Host } from './host.js';
+import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
+
+const log = logger('pool');
+
+export interface Http1PoolOptions {
+  idleTimeoutMs: number;
+  /** 0 = unlimited. */
+  maxRequestsPerConnection: number;
+}
+
+const RESPONSE_LIMITS = { maxHeaderBytes: 96 * 1024, maxHeaderCount: 200 };
+
+class Http1UpstreamStream implements UpstreamRequest {
+  requestDone = false;
+  responseDone = false;
+  responseStarted = false;
+  chunked = false;
+  aborted = false;
+
+  constructor(
+    readonly conn: Http1ClientConnection,
+    readonly cb: UpstreamCallbacks,
+  ) {}
+
+  sendData(chunk: Buffer, endStream: boolean): boolean {
+    if (this.aborted || this.requestDone) return true;
+    const s = this.conn.socket;
+    let ok = true;
+    if (this.chunked) {
+      if (chunk.length) ok = writeChunk(s, chunk);
+      if (endStream) ok = s.write(LAST_CHUNK);
+    } else if (chunk.length) ok = s.write(chunk);
+    if (endStream) this.markRequestDone();
+    return ok;
+  }
+
+  sendTrailers(trailers: Headers): void {
+    if (this.aborted || this.requestDone) return;
+    if (this.chunked) this.conn.socket.write(serializeHead('0\r\n', trailers));
+    this.markRequestDone();
+  }
+
+  private markRequestDone(): void {
+    this.requestDone = true;
+    if (this.responseDone) this.conn.release(this);
+  }
+
+  onDrain(cb: () => void): void {
+    this.conn.socket.once('drain', cb);
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.conn.destroy();
+  }
+
+  pauseResponse(): void {
+    this.conn.socket.pause();
+  }
+
+  resumeResponse(): void {
+    this.conn.socket.resume();
+  }
+}
+
+export class Http1ClientConnection {
+  readonly socket: net.Socket;
+  private readonly parser: Http1Parser;
+  private stream: Http1UpstreamStream | undefined;
+  private head: MessageHead | undefined;
+  connected = false;
+  /** The peer's FIN was read: never reuse. */
+  remoteClosed = false;
+  closed = false;
+  requests = 0;
+  private connectTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly pool: Http1ConnPool,
+    host: Host,
+    connectTimeoutMs: number,
+  ) {
+    const s = net.createConnection({ host: host.address, port: host.port, noDelay: true });
+    this.socket = s;
+    this.parser = new Http1Parser('response', RESPONSE_LIMITS, {
+      onHead: (h) => this.onHead(h),
+      onBody: (c) => this.onBody(c),
+      onComplete: (t) => this.onComplete(t),
+    });
+    this.connectTimer = setTimeout(() => this.onConnectTimeout(), connectTimeoutMs);
+    s.once('connect', () => {
+      clearTimeout(this.connectTimer);
+      this.connected = true;
+    });
+    s.on('data', (c: Buffer) => this.onData(c));
+    s.once('end', () => this.onRemoteEnd());
+    s.once('close', () => this.onSocketClose());
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      this.lastError = e.code ?? e.message;
+    });
+  }
+
+  private lastError = '';
+  private connectTimedOut = false;
+
+  get busy(): boolean {
+    return this.stream !== undefined;
+  }
+
+  start(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): Http1UpstreamStream {
+    const stream = new Http1UpstreamStream(this, cb);
+    this.stream = stream;
+    this.requests++;
+    this.head = undefined;
+    this.parser.reset();
+    this.parser.noBody = headers[':method'] === 'HEAD';
+    this.socket.setTimeout(0);
+    const out: Headers = {};
+    // Host first, as clients write it.
+    out.host = headers[':authority'];
+    for (const k in headers) if (k.charCodeAt(0) !== 58) out[k] = headers[k];
+    if (!opts.endStream && out['content-length'] === undefined) {
+      out['transfer-encoding'] = 'chunked';
+      stream.chunked = true;
+    }
+    const max = this.pool.options.maxRequestsPerConnection;
+    if (max > 0 && this.requests >= max) out.connection = 'close';
+    this.socket.write(serializeHead(`${headers[':method']} ${headers[':path']} HTTP/1.1\r\n`, out));
+    if (opts.endStream) stream.requestDone = true;
+    return stream;
+  }
+
+  private onData(chunk: Buffer): void {
+    const stream = this.stream;
+    if (!stream) {
+      // Bytes on an idle connection: nothing can be waiting for them. Close it.
+      log.debug('unsolicited bytes on an idle upstream connection; closing it');
+      this.destroy();
+      return;
+    }
+    let rest: Buffer | undefined = chunk;
+    try {
+      while (rest?.length) {
+        rest = this.parser.execute(rest);
+        if (!this.parser.messageComplete) break;
+        const h = this.head;
+        if (h && h.status >= 100 && h.status < 200 && h.status !== 101) {
+          // Informational (100 Continue): Herald already answered the client; keep reading.
+          const noBody = this.parser.noBody;
+          this.parser.reset();
+          this.parser.noBody = noBody;
+          this.head = undefined;
+          continue;
+        }
+        if (rest?.length) {
+          // Data after a complete response: the connection is out of sync.
+          this.remoteClosed = true;
+        }
+        break;
+      }
+    } catch (e) {
+      if (e instanceof ParseError) {
+        this.failStream('protocol_error', e.message);
+        this.destroy();
+        return;
+      }
+      throw e;
+    }
+  }
+
+  private onHead(h: MessageHead): void {
+    if (h.status >= 100 && h.status < 200 && h.status !== 101) {
+      this.head = h;
+      return;
+    }
+    this.head = h;
+    const stream = this.stream;
+    if (!stream || stream.aborted) return;
+    stream.responseStarted = true;
+    if (h.close) this.remoteClosed = true;
+    // The parser completes body-less responses right after this callback.
+    const bodyless =
+      this.parser.noBody || h.status === 204 || h.status === 304 || (h.contentLength === 0 && !h.chunked);
+    stream.cb.onHeaders(h.status, h.headers, bodyless);
+  }
+
+  private onBody(chunk: Buffer): void {
+    const stream = this.stream;
+    if (stream && !stream.aborted && chunk.length) stream.cb.onData(chunk, false);
+  }
+
+  private onComplete(trailers: Headers | undefined): void {
+    const h = this.head;
+    if (h && h.status >= 100 && h.status < 200 && h.status !== 101) return;
+    const stream = this.stream;
+    if (!stream || stream.aborted) return;
+    stream.responseDone = true;
+    const bodyless =
+      this.parser.noBody || h?.status === 204 || h?.status === 304 || (h?.contentLength === 0 && !h?.chunked);
+    if (trailers) stream.cb.onTrailers(trailers);
+    else if (!bodyless) stream.cb.onData(EMPTY, true);
+    // A response can end before the request body is sent (early reply): the connection
+    // cannot carry another request until the request is done, so it is closed.
+    if (stream.requestDone) this.release(stream);
+    else this.destroy();
+  }
+
+  /** The exchange is over: back to the pool or closed. */
+  release(stream: Http1UpstreamStream): void {
+    if (this.stream !== stream) return;
+    this.stream = undefined;
+    const max = this.pool.options.maxRequestsPerConnection;
+    if (this.remoteClosed || this.closed || (max > 0 && this.requests >= max)) {
+      this.destroy();
+      return;
+    }
+    // Response backpressure may have paused the socket; a pooled connection must read (to see a FIN).
+    this.socket.resume();
+    this.pool.onIdle(this);
+  }
+
+  private onRemoteEnd(): void {
+    this.remoteClosed = true;
+    const stream = this.stream;
+    if (!stream) {
+      // FIN on an idle connection: take it out of the pool at once.
+      this.destroy();
+      return;
+    }
+    const outcome = this.parser.finish();
+    if (outcome !== 'complete') this.failStream('connection_termination', 'remote closed the connection');
+    this.destroy();
+  }
+
+  private onSocketClose(): void {
+    clearTimeout(this.connectTimer);
+    const wasConnected = this.connected;
+    this.closed = true;
+    this.pool.onClose(this, wasConnected);
+    if (this.stream && !this.stream.responseDone && !this.stream.aborted) {
+      if (!wasConnected)
+        this.failStream(
+          'connection_failure',
+          this.connectTimedOut ? 'connect timeout' : this.lastError || 'connection failure',
+        );
+      else this.failStream('connection_termination', this.lastError || 'connection closed');
+    }
+    this.stream = undefined;
+  }
+
+  private onConnectTimeout(): void {
+    this.connectTimedOut = true;
+    this.pool.stats.upstream_cx_connect_timeout.inc();
+    this.socket.destroy();
+  }
+
+  get timedOutConnecting(): boolean {
+    return this.connectTimedOut;
+  }
+
+  private failStream(reason: Parameters<UpstreamCallbacks['onReset']>[0], detail: string): void {
+    const stream = this.stream;
+    if (!stream || stream.aborted || stream.responseDone) return;
+    stream.responseDone = true;
+    if (reason === 'connection_termination') this.pool.stats.upstream_cx_destroy_remote_with_active_rq.inc();
+    stream.cb.onReset(reason, detail);
+  }
+
+  destroy(): void {
+    if (!this.socket.destroyed) this.socket.destroy();
+  }
+
+  /** Idle timeout while pooled. */
+  armIdleTimeout(ms: number): void {
+    if (ms > 0)
+      this.socket.setTimeout(ms, () => {
+        if (!this.stream) {
+          this.pool.stats.upstream_cx_idle_timeout.inc();
+          this.destroy();
+        }
+      });
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export class Http1ConnPool {
+  /** Idle connections, most recently used last. */
+  private readonly idle: Http1ClientConnection[] = [];
+  private readonly all = new Set<Http1ClientConnection>();
+
+  constructor(
+    readonly host: Host,
+    readonly stats: ClusterStats,
+    readonly options: Http1PoolOptions,
+  ) {}
+
+  newStream(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): UpstreamRequest {
+    let conn: Http1ClientConnection | undefined;
+    while ((conn = this.idle.pop())) {
+      if (!conn.closed && !conn.remoteClosed && !conn.socket.destroyed) break;
+    }
+    if (!conn) {
+      conn = new Http1ClientConnection(this, this.host, opts.connectTimeoutMs);
+      this.all.add(conn);
+      this.stats.upstream_cx_total.inc();
+      this.stats.upstream_cx_active.inc();
+      this.stats.upstream_cx_http1_total.inc();
+    }
+    return conn.start(headers, opts, cb);
+  }
+
+  onIdle(conn: Http1ClientConnection): void {
+    this.idle.push(conn);
+    conn.armIdleTimeout(this.options.idleTimeoutMs);
+  }
+
+  onClose(conn: Http1ClientConnection, wasConnected: boolean): void {
+    if (!this.all.delete(conn)) return;
+    this.stats.upstream_cx_active.dec();
+    if (!wasConnected) this.stats.upstream_cx_connect_fail.inc();
+    const i = this.idle.indexOf(conn);
+    if (i >= 0) this.idle.splice(i, 1);
+  }
+
+  get activeConnections(): number {
+    return this.all.size;
+  }
+
+  destroy(): void {
+    for (const c of this.all) c.destroy();
+  }
+}

@@ -1,0 +1,165 @@
+// Upstream HTTP/2: one multiplexed session per host (Node's http2 client),
+// replaced when it closes or receives GOAWAY.
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { Headers } from '../common/substitution-formatter.js';
+import type { ClusterStats } from './cluster.js';
+import type { Host } from './host.js';
+import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
+
+const NGHTTP2_CANCEL = 8;
+const NGHTTP2_REFUSED_STREAM = 7;
+const connectedSessions = new WeakSet<http2.ClientHttp2Session>();
+
+class Http2UpstreamStream implements UpstreamRequest {
+  constructor(private readonly stream: http2.ClientHttp2Stream) {}
+
+  sendData(chunk: Buffer, endStream: boolean): boolean {
+    if (this.stream.destroyed) return true;
+    if (endStream) {
+      this.stream.end(chunk.length ? chunk : undefined);
+      return true;
+    }
+    return this.stream.write(chunk);
+  }
+
+  sendTrailers(trailers: Headers): void {
+    if (this.stream.destroyed) return;
+    const t: http2.OutgoingHttpHeaders = {};
+    for (const k in trailers) if (k.charCodeAt(0) !== 58) t[k] = trailers[k];
+    // Trailers need waitForTrailers on the request; without it the body just ends.
+    this.pendingTrailers = t;
+    this.stream.end();
+  }
+
+  pendingTrailers: http2.OutgoingHttpHeaders | undefined;
+
+  onDrain(cb: () => void): void {
+    this.stream.once('drain', cb);
+  }
+
+  abort(): void {
+    if (!this.stream.destroyed) this.stream.close(NGHTTP2_CANCEL);
+  }
+
+  pauseResponse(): void {
+    this.stream.pause();
+  }
+
+  resumeResponse(): void {
+    this.stream.resume();
+  }
+}
+
+export class Http2ConnPool {
+  private session: http2.ClientHttp2Session | undefined;
+
+  constructor(
+    readonly host: Host,
+    readonly stats: ClusterStats,
+    private readonly idleTimeoutMs: number,
+    /** 0 = unlimited; at the limit the session takes no new streams and closes once idle. */
+    private readonly maxRequestsPerConnection: number,
+  ) {}
+
+  private streamsOnSession = 0;
+
+  private getSession(connectTimeoutMs: number): http2.ClientHttp2Session {
+    const existing = this.session;
+    if (existing && !existing.closed && !existing.destroyed) return existing;
+    const host = this.host;
+    const stats = this.stats;
+    const session = http2.connect(`http://${host.addressString}`, {
+      createConnection: () => net.createConnection({ host: host.address, port: host.port, noDelay: true }),
+    });
+    stats.upstream_cx_total.inc();
+    stats.upstream_cx_active.inc();
+    stats.upstream_cx_http2_total.inc();
+    let connected = false;
+    const timer = setTimeout(() => {
+      stats.upstream_cx_connect_timeout.inc();
+      session.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
+    }, connectTimeoutMs);
+    session.once('connect', () => {
+      connected = true;
+      connectedSessions.add(session);
+      clearTimeout(timer);
+    });
+    const forget = () => {
+      if (this.session === session) this.session = undefined;
+    };
+    session.once('close', () => {
+      clearTimeout(timer);
+      stats.upstream_cx_active.dec();
+      if (!connected) stats.upstream_cx_connect_fail.inc();
+      forget();
+    });
+    session.once('goaway', forget);
+    session.on('error', forget);
+    session.setTimeout(this.idleTimeoutMs, () => {
+      stats.upstream_cx_idle_timeout.inc();
+      session.close();
+    });
+    this.session = session;
+    this.streamsOnSession = 0;
+    return session;
+  }
+
+  newStream(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): UpstreamRequest {
+    const session = this.getSession(opts.connectTimeoutMs);
+    const out: http2.OutgoingHttpHeaders = {};
+    for (const k in headers) {
+      if (k === 'connection' || k === 'transfer-encoding' || k === 'keep-alive' || k === 'host') continue;
+      out[k] = headers[k];
+    }
+    out[':scheme'] = 'http';
+    const stream = session.request(out, { endStream: opts.endStream, waitForTrailers: !opts.endStream });
+    const max = this.maxRequestsPerConnection;
+    if (max > 0 && ++this.streamsOnSession >= max) {
+      // Retire the session: graceful close lets its streams finish.
+      this.session = undefined;
+      session.close();
+    }
+    const wrapper = new Http2UpstreamStream(stream);
+    stream.on('wantTrailers', () => stream.sendTrailers(wrapper.pendingTrailers ?? {}));
+    let gotHeaders = false;
+    let done = false;
+    stream.on('response', (h, flags) => {
+      gotHeaders = true;
+      const status = Number(h[':status'] ?? 502);
+      const rh: Headers = {};
+      for (const k of Object.keys(h)) if (k.charCodeAt(0) !== 58) rh[k] = h[k] as string;
+      // END_STREAM on the HEADERS frame: a headers-only (e.g. gRPC trailers-only) response.
+      const endStream = (flags & 1) !== 0;
+      if (endStream) done = true;
+      cb.onHeaders(status, rh, endStream);
+    });
+    stream.on('data', (c: Buffer) => cb.onData(c, false));
+    let trailers: Headers | undefined;
+    stream.once('trailers', (t) => {
+      trailers = {};
+      for (const k of Object.keys(t)) if (k.charCodeAt(0) !== 58) trailers[k] = t[k] as string;
+    });
+    stream.once('end', () => {
+      if (done) return;
+      done = true;
+      if (trailers) cb.onTrailers(trailers);
+      else cb.onData(Buffer.alloc(0), true);
+    });
+    stream.on('error', () => {});
+    stream.once('close', () => {
+      if (done) return;
+      done = true;
+      const code = stream.rstCode;
+      if (!connectedSessions.has(session)) cb.onReset('connection_failure', 'connection failure');
+      else if (!gotHeaders && (session.destroyed || session.closed) && code !== NGHTTP2_REFUSED_STREAM)
+        cb.onReset('connection_termination', 'connection closed');
+      else cb.onReset('remote_reset', `stream reset (${code})`);
+    });
+    return wrapper;
+  }
+
+  destroy(): void {
+    this.session?.destroy();
+  }
+}

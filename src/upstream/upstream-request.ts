@@ -1,0 +1,37 @@
+// The router's view of one upstream request, whatever the protocol.
+import type { Headers } from '../common/substitution-formatter.js';
+
+/** Why an upstream request failed, in Envoy's words (%UPSTREAM_TRANSPORT_FAILURE_REASON% and reset reasons). */
+export type ResetReason =
+  | 'connection_failure'
+  | 'connection_termination'
+  | 'remote_reset'
+  | 'local_reset'
+  | 'overflow'
+  | 'protocol_error';
+
+export interface UpstreamCallbacks {
+  onHeaders(status: number, headers: Headers, endStream: boolean): void;
+  onData(chunk: Buffer, endStream: boolean): void;
+  onTrailers(trailers: Headers): void;
+  /** The request failed. `afterConnect` is false when no connection was ever made. */
+  onReset(reason: ResetReason, detail: string): void;
+}
+
+export interface UpstreamRequest {
+  /** Sends body bytes; returns false when the upstream is not keeping up (wait for onDrain). */
+  sendData(chunk: Buffer, endStream: boolean): boolean;
+  sendTrailers(trailers: Headers): void;
+  onDrain(cb: () => void): void;
+  /** Cancels the request; the connection is closed (HTTP/1) or the stream reset (HTTP/2). */
+  abort(): void;
+  /** Pauses delivery of response data (downstream backpressure). */
+  pauseResponse(): void;
+  resumeResponse(): void;
+}
+
+export interface NewStreamOptions {
+  /** The request has no body: headers end the stream. */
+  endStream: boolean;
+  connectTimeoutMs: number;
+}
