@@ -106,6 +106,7 @@ export class Http1ClientConnection {
       this.connected = true;
     });
     s.on('data', (c: Buffer) => this.onData(c));
+    s.on('timeout', () => this.onIdleTimeout());
     s.once('end', () => this.onRemoteEnd());
     s.once('close', () => this.onSocketClose());
     s.on('error', (e: NodeJS.ErrnoException) => {
@@ -283,15 +284,15 @@ export class Http1ClientConnection {
     if (!this.socket.destroyed) this.socket.destroy();
   }
 
-  /** Idle timeout while pooled. */
+  /** Idle timeout while pooled (the listener is added once, in the constructor). */
   armIdleTimeout(ms: number): void {
-    if (ms > 0)
-      this.socket.setTimeout(ms, () => {
-        if (!this.stream) {
-          this.pool.stats.upstream_cx_idle_timeout.inc();
-          this.destroy();
-        }
-      });
+    if (ms > 0) this.socket.setTimeout(ms);
+  }
+
+  private onIdleTimeout(): void {
+    if (this.stream) return;
+    this.pool.stats.upstream_cx_idle_timeout.inc();
+    this.destroy();
   }
 }
 
