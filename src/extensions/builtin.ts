@@ -2,6 +2,8 @@
 import { httpConnectionManagerFactory } from '../http/conn-manager-config.js';
 import { tcpProxyFactory } from '../network/tcp-proxy.js';
 import { routerFactory } from '../router/router-filter.js';
+import { httpInspectorFactory } from './filters/listener/http-inspector.js';
+import { tlsInspectorFactory } from './filters/listener/tls-inspector.js';
 import { registry } from './registry.js';
 
 let done = false;
@@ -9,6 +11,9 @@ let done = false;
 export function registerBuiltinExtensions(): void {
   if (done) return;
   done = true;
+  // Listener filters
+  registry.register(tlsInspectorFactory);
+  registry.register(httpInspectorFactory);
   // Network filters
   registry.register(httpConnectionManagerFactory);
   registry.register(tcpProxyFactory);

@@ -54,6 +54,8 @@ export class ActiveStream implements DecoderFilterCallbacks {
   private headersSent = false;
   private done = false;
   private resetCallbacks: Array<() => void> = [];
+  private idleTimer: NodeJS.Timeout | undefined;
+  private requestTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly config: ConnectionManagerConfig,
@@ -68,7 +70,19 @@ export class ActiveStream implements DecoderFilterCallbacks {
       f.setDecoderFilterCallbacks?.(this);
       f.setEncoderFilterCallbacks?.(this);
     }
+    this.setStreamIdleTimeout(config.streamIdleTimeoutMs);
+    if (config.requestTimeoutMs > 0 && !stream.body.ended)
+      this.requestTimer = setTimeout(() => this.onRequestTimeout(), config.requestTimeoutMs).unref();
+    stream.body.observer = {
+      activity: () => this.idleTimer?.refresh(),
+      ended: () => {
+        clearTimeout(this.requestTimer);
+        this.idleTimer?.refresh();
+      },
+    };
     stream.onClose((complete) => {
+      clearTimeout(this.idleTimer);
+      clearTimeout(this.requestTimer);
       if (!complete && !this.done) {
         this.streamInfo.setFlag(ResponseFlag.DC);
         for (const cb of this.resetCallbacks) cb();
@@ -78,6 +92,32 @@ export class ActiveStream implements DecoderFilterCallbacks {
       for (const f of this.filters) f.onDestroy?.();
       onComplete(this);
     });
+  }
+
+  /** Envoy's stream idle timeout (a route's idle_timeout overrides the HCM's); 0 disables it. */
+  setStreamIdleTimeout(ms: number): void {
+    clearTimeout(this.idleTimer);
+    // Unref'd: the connection's socket is what keeps the process alive, not its timers.
+    this.idleTimer = ms > 0 ? setTimeout(() => this.onIdleTimeout(), ms).unref() : undefined;
+  }
+
+  private onIdleTimeout(): void {
+    this.stats.downstream_rq_idle_timeout.inc();
+    this.abortFilters();
+    this.sendLocalReply(408, 'stream timeout', { details: 'stream_idle_timeout', flags: ResponseFlag.SI });
+  }
+
+  private onRequestTimeout(): void {
+    this.stats.downstream_rq_timeout.inc();
+    this.abortFilters();
+    this.sendLocalReply(408, 'request timeout', { details: 'request_overall_timeout' });
+  }
+
+  /** Tells filters (the router) that the stream is being torn down by Herald itself. */
+  private abortFilters(): void {
+    const cbs = this.resetCallbacks;
+    this.resetCallbacks = [];
+    for (const cb of cbs) cb();
   }
 
   get hcmStats(): HttpConnectionManagerStats {
@@ -170,6 +210,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
   private writeHeaders(p: PendingResponse): void {
     if (this.headersSent || this.done) return;
     this.headersSent = true;
+    this.idleTimer?.refresh();
     this.streamInfo.responseCode = p.status;
     const cfg = this.config;
     const headers = p.headers;
@@ -197,6 +238,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
 
   encodeData(chunk: Buffer, endStream: boolean): boolean {
     this.streamInfo.bytesSent += chunk.length;
+    this.idleTimer?.refresh();
     return this.stream.response.writeData(chunk, endStream);
   }
 

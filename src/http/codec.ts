@@ -12,6 +12,8 @@ export class BodySource {
   private endedWith: { trailers: Headers | undefined } | undefined;
   private delivered = false;
   bytes = 0;
+  /** Observer for the stream's timers: any data, and the end of the body. */
+  observer: { activity(): void; ended(): void } | undefined;
 
   constructor(
     /** Stop the producer (socket or HTTP/2 stream) from reading. */
@@ -28,6 +30,7 @@ export class BodySource {
   /** Called by the codec. */
   push(chunk: Buffer): void {
     this.bytes += chunk.length;
+    this.observer?.activity();
     if (this.onDataCb) {
       this.onDataCb(chunk);
       return;
@@ -42,6 +45,7 @@ export class BodySource {
   end(trailers?: Headers): void {
     if (this.endedWith) return;
     this.endedWith = { trailers };
+    this.observer?.ended();
     if (this.onEndCb && this.held.length === 0) {
       this.delivered = true;
       this.onEndCb(trailers);

@@ -6,6 +6,7 @@ import { compileRouteConfiguration, type RouteTable } from '../router/route-conf
 import type { ServerContext } from '../server/server-context.js';
 import { ConnectionManager, HttpConnectionManagerStats } from './conn-manager.js';
 import type { HttpFilterContext, HttpFilterFactory } from './filter.js';
+import type { EscapedSlashesAction } from './path-utility.js';
 
 export const HCM_TYPE_URL =
   'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
@@ -35,6 +36,17 @@ export interface ConnectionManagerConfig {
   bufferLimitBytes: number;
   /** Downstream connection idle timeout (common_http_protocol_options.idle_timeout), ms; Envoy's default 1 h. */
   idleTimeoutMs: number;
+  /** stream_idle_timeout (default 5 min; 0 disables), ms. */
+  streamIdleTimeoutMs: number;
+  /** request_timeout (default off), ms. */
+  requestTimeoutMs: number;
+  /** request_headers_timeout (default off), ms. */
+  requestHeadersTimeoutMs: number;
+  /** common_http_protocol_options.max_connection_duration (default off), ms. */
+  maxConnectionDurationMs: number;
+  /** common_http_protocol_options.max_requests_per_connection (default unlimited: 0). */
+  maxRequestsPerConnection: number;
+  path: import('./path-utility.js').PathOptions;
   server: ServerContext;
 }
 
@@ -83,6 +95,8 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
   const cho = r.msg('common_http_protocol_options');
   const idleTimeoutMs = cho ? cho.durationMs('idle_timeout', 3600_000) : 3600_000;
   const maxHeadersCount = cho ? cho.num('max_headers_count', 100) : 100;
+  const maxConnectionDurationMs = cho ? cho.durationMs('max_connection_duration', 0) : 0;
+  const maxRequestsPerConnection = cho ? cho.num('max_requests_per_connection', 0) : 0;
   const hpo = r.msg('http_protocol_options');
   const acceptHttp10 = hpo ? hpo.bool('accept_http_10') : false;
 
@@ -112,6 +126,19 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     acceptHttp10,
     bufferLimitBytes: 1024 * 1024,
     idleTimeoutMs,
+    streamIdleTimeoutMs: r.durationMs('stream_idle_timeout', 300_000),
+    requestTimeoutMs: r.durationMs('request_timeout', 0),
+    requestHeadersTimeoutMs: r.durationMs('request_headers_timeout', 0),
+    maxConnectionDurationMs,
+    maxRequestsPerConnection,
+    path: {
+      normalize: r.bool('normalize_path'),
+      mergeSlashes: r.bool('merge_slashes'),
+      escapedSlashes: r.enum<EscapedSlashesAction>(
+        'path_with_escaped_slashes_action',
+        'IMPLEMENTATION_SPECIFIC_DEFAULT',
+      ),
+    },
     server,
   };
 }

@@ -9,9 +9,10 @@ import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import net from 'node:net';
 import os from 'node:os';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import type { Headers } from '../common/substitution-formatter.js';
 import { type DownstreamConnection, type NetworkFilter, NetworkFilterStatus } from '../network/filter.js';
+import { replayingStream } from '../network/replaying-stream.js';
 import type { Counter, Gauge, StatsScope } from '../stats/store.js';
 import { ActiveStream, stripHopByHop } from './active-stream.js';
 import type { ServerStream } from './codec.js';
@@ -19,6 +20,7 @@ import type { ConnectionManagerConfig } from './conn-manager-config.js';
 import type { DownstreamInfo } from './filter.js';
 import { Http1ServerConnection } from './http1/server-connection.js';
 import { Http2ServerStreamAdapter } from './http2/server-stream.js';
+import { transformPath } from './path-utility.js';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
@@ -42,6 +44,11 @@ export class HttpConnectionManagerStats {
   readonly no_cluster: Counter;
   readonly rq_direct_response: Counter;
   readonly rq_redirect: Counter;
+  readonly downstream_rq_header_timeout: Counter;
+  readonly downstream_cx_max_duration_reached: Counter;
+  readonly downstream_cx_max_requests_reached: Counter;
+  readonly downstream_rq_idle_timeout: Counter;
+  readonly downstream_rq_timeout: Counter;
 
   constructor(readonly scope: StatsScope) {
     const c = (n: string) => scope.counter(n);
@@ -64,6 +71,11 @@ export class HttpConnectionManagerStats {
     this.no_cluster = c('no_cluster');
     this.rq_direct_response = c('rq_direct_response');
     this.rq_redirect = c('rq_redirect');
+    this.downstream_rq_header_timeout = c('downstream_rq_header_timeout');
+    this.downstream_cx_max_duration_reached = c('downstream_cx_max_duration_reached');
+    this.downstream_cx_max_requests_reached = c('downstream_cx_max_requests_reached');
+    this.downstream_rq_idle_timeout = c('downstream_rq_idle_timeout');
+    this.downstream_rq_timeout = c('downstream_rq_timeout');
   }
 
   responseClass(code: number): void {
@@ -78,44 +90,10 @@ export class HttpConnectionManagerStats {
 const connOf = new WeakMap<Socket | Duplex, DownstreamConnection>();
 const sessionConn = new WeakMap<http2.Http2Session, DownstreamConnection>();
 
-/**
- * A stream over `socket` that first yields `head` (bytes already read while
- * sniffing), then the socket's own data. Writes go straight to the socket.
- * TODO(perf): peek with MSG_PEEK instead, so h2c keeps the native handle.
- */
 function replaying(socket: Socket, head: Buffer): Duplex {
-  const d = new Duplex({
-    read() {
-      socket.resume();
-    },
-    write(chunk: Buffer, _enc, cb) {
-      socket.write(chunk, cb);
-    },
-    final(cb) {
-      socket.end();
-      cb();
-    },
-    destroy(err, cb) {
-      socket.destroy(err ?? undefined);
-      cb(err);
-    },
-  });
-  if (head.length) d.push(head);
-  socket.on('data', (c: Buffer) => {
-    if (!d.push(c)) socket.pause();
-  });
-  socket.once('end', () => d.push(null));
-  socket.once('close', () => d.destroy());
-  socket.on('error', (e) => d.destroy(e));
+  const d = replayingStream(socket, head);
   const conn = connOf.get(socket);
   if (conn) connOf.set(d, conn);
-  // Address accessors some consumers read from the session's socket.
-  for (const k of ['remoteAddress', 'remotePort', 'localAddress', 'localPort', 'remoteFamily'] as const)
-    Object.defineProperty(d, k, { get: () => socket[k] });
-  (d as Duplex & { setTimeout(ms: number, cb?: () => void): Duplex }).setTimeout = (ms, cb) => {
-    socket.setTimeout(ms, cb);
-    return d;
-  };
   return d;
 }
 
@@ -224,11 +202,15 @@ export class ConnectionManager implements NetworkFilter {
         acceptHttp10: cfg.acceptHttp10,
         bufferLimit: cfg.bufferLimitBytes,
         serverName: cfg.serverName,
+        requestHeadersTimeoutMs: cfg.requestHeadersTimeoutMs,
+        maxConnectionDurationMs: cfg.maxConnectionDurationMs,
+        maxRequestsPerConnection: cfg.maxRequestsPerConnection,
       },
       conn.tls ? 'https' : 'http',
       {
         onStream: (s) => this.onStream(s, conn),
         onProtocolError: () => this.stats.downstream_cx_protocol_error.inc(),
+        onLimit: (which) => this.onLimit(which),
       },
     );
     socket.resume();
@@ -249,6 +231,23 @@ export class ConnectionManager implements NetworkFilter {
       // 'session' is emitted synchronously inside emit('connection'): tie it to its connection.
       this.h2.on('session', (session) => {
         if (this.pendingConn) sessionConn.set(session, this.pendingConn);
+        const cfg = this.config;
+        if (cfg.maxConnectionDurationMs > 0) {
+          const t = setTimeout(() => {
+            this.onLimit('max_duration');
+            if (!session.closed) session.close(); // GOAWAY; open streams finish
+          }, cfg.maxConnectionDurationMs);
+          session.once('close', () => clearTimeout(t));
+        }
+        if (cfg.maxRequestsPerConnection > 0) {
+          let n = 0;
+          session.on('stream', () => {
+            if (++n === cfg.maxRequestsPerConnection) {
+              this.onLimit('max_requests');
+              session.close();
+            }
+          });
+        }
       });
       this.h2.on('sessionError', () => this.stats.downstream_cx_protocol_error.inc());
       this.h2.setTimeout(this.config.idleTimeoutMs);
@@ -257,6 +256,13 @@ export class ConnectionManager implements NetworkFilter {
     this.h2.emit('connection', socket);
     this.pendingConn = undefined;
     if (socket instanceof net.Socket) socket.resume();
+  }
+
+  private onLimit(which: 'headers_timeout' | 'max_duration' | 'max_requests'): void {
+    const st = this.stats;
+    if (which === 'headers_timeout') st.downstream_rq_header_timeout.inc();
+    else if (which === 'max_duration') st.downstream_cx_max_duration_reached.inc();
+    else st.downstream_cx_max_requests_reached.inc();
   }
 
   private onStream(s: ServerStream, conn: DownstreamConnection): void {
@@ -280,12 +286,25 @@ export class ConnectionManager implements NetworkFilter {
     const isUpgrade =
       s.protocol !== 'HTTP/2' && h.upgrade !== undefined && /upgrade/i.test(String(h.connection ?? ''));
     this.mutateRequestHeaders(h, info);
+    const pathResult = transformPath((h[':path'] as string | undefined) ?? '/', this.config.path);
+    if (pathResult.kind === 'ok') h[':path'] = pathResult.path;
     const stream = new ActiveStream(this.config, s, info, stats, (a) => {
       stats.downstream_rq_active.dec();
       stats.downstream_rq_completed.inc();
       const code = a.streamInfo.responseCode;
       if (code) stats.responseClass(code);
     });
+    if (pathResult.kind === 'reject') {
+      stream.sendLocalReply(400, 'Bad Request', { details: pathResult.details });
+      return;
+    }
+    if (pathResult.kind === 'redirect') {
+      stream.sendLocalReply(307, '', {
+        details: 'path_has_escaped_slashes',
+        headers: { location: pathResult.location },
+      });
+      return;
+    }
     if (isUpgrade) {
       stream.sendLocalReply(403, '', { details: 'upgrade_failed' });
       return;

@@ -66,6 +66,8 @@ export interface DecoderFilterCallbacks extends StreamCallbacks {
   onDownstreamReset(cb: () => void): void;
   /** Aborts the response (client sees a reset / closed connection). */
   resetStream(): void;
+  /** Overrides the stream idle timeout (a route's idle_timeout); 0 disables it. */
+  setStreamIdleTimeout(ms: number): void;
 }
 
 export interface EncoderFilterCallbacks extends StreamCallbacks {

@@ -4,6 +4,7 @@ import type { FactoryContext } from '../extensions/registry.js';
 import { compileAddress, type SocketAddress } from '../network/address.js';
 import type { NetworkFilterFactory } from '../network/filter.js';
 import { compileFilterChainMatch, type FilterChainMatch } from './filter-chain-match.js';
+import type { ListenerFilterFactory } from './listener-filter.js';
 import { compileTransportSocket, type DownstreamTransport } from './transport-socket.js';
 
 export interface FilterChainConfig {
@@ -19,6 +20,10 @@ export interface ListenerConfig {
   statPrefix: string;
   filterChains: FilterChainConfig[];
   defaultFilterChain: FilterChainConfig | undefined;
+  listenerFilters: ListenerFilterFactory[];
+  /** listener_filters_timeout (default 15 s; 0 = none). */
+  listenerFiltersTimeoutMs: number;
+  continueOnListenerFiltersTimeout: boolean;
 }
 
 export function compileListener(r: Reader, ctx: FactoryContext, index: number): ListenerConfig {
@@ -28,10 +33,9 @@ export function compileListener(r: Reader, ctx: FactoryContext, index: number): 
   r.ignore('traffic_direction');
   // Herald's workers never bind one port twice, so SO_REUSEPORT has nothing to do (see docs/compatibility.md).
   r.ignore('enable_reuse_port');
-  if (r.has('listener_filters')) {
-    const lf = r.list('listener_filters');
-    if (lf.length) ctx.compileExtension('listener_filter', lf[0]!);
-  }
+  const listenerFilters = r
+    .list('listener_filters')
+    .map((lf) => ctx.compileExtension<ListenerFilterFactory>('listener_filter', lf));
   const chains = r.list('filter_chains').map((c) => compileFilterChain(c, ctx));
   const seen = new Map<string, number>();
   chains.forEach((c, i) => {
@@ -48,7 +52,16 @@ export function compileListener(r: Reader, ctx: FactoryContext, index: number): 
   const defaultFilterChain = dfc ? compileFilterChain(dfc, ctx) : undefined;
   if (chains.length === 0 && !defaultFilterChain)
     throw r.error('filter_chains', 'a listener needs at least one filter chain');
-  return { name, address, statPrefix: r.str('stat_prefix', ''), filterChains: chains, defaultFilterChain };
+  return {
+    name,
+    address,
+    statPrefix: r.str('stat_prefix', ''),
+    filterChains: chains,
+    defaultFilterChain,
+    listenerFilters,
+    listenerFiltersTimeoutMs: r.durationMs('listener_filters_timeout', 15000),
+    continueOnListenerFiltersTimeout: r.bool('continue_on_listener_filters_timeout'),
+  };
 }
 
 function compileFilterChain(r: Reader, ctx: FactoryContext): FilterChainConfig {

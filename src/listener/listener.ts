@@ -5,9 +5,11 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { logger } from '../common/logger.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
+import { replayingStream } from '../network/replaying-stream.js';
 import type { Counter, Gauge, StatsStore } from '../stats/store.js';
 import { type ConnectionFacts, selectFilterChain } from './filter-chain-match.js';
 import type { FilterChainConfig, ListenerConfig } from './listener-config.js';
+import { InspectResult } from './listener-filter.js';
 
 const log = logger('conn_handler');
 let nextConnectionId = 0;
@@ -23,6 +25,7 @@ export class ActiveListener {
   private cxTotal!: Counter;
   private cxActive!: Gauge;
   private noChain!: Counter;
+  private listenerFilterTimeouts!: Counter;
   boundPort = 0;
 
   constructor(
@@ -57,6 +60,7 @@ export class ActiveListener {
     this.cxTotal = scope.counter('downstream_cx_total');
     this.cxActive = scope.gauge('downstream_cx_active');
     this.noChain = scope.counter('no_filter_chain_match');
+    this.listenerFilterTimeouts = scope.counter('downstream_pre_cx_timeout');
     log.info(`listener '${this.name}' bound to ${host}:${this.boundPort}`);
   }
 
@@ -71,6 +75,46 @@ export class ActiveListener {
       transportProtocol: 'raw_buffer',
       applicationProtocols: [],
     };
+    if (this.config.listenerFilters.length) this.runListenerFilters(socket, facts);
+    else this.onInspected(socket, facts, undefined);
+  }
+
+  /** Reads the first bytes for the inspecting listener filters, then puts them back. */
+  private runListenerFilters(socket: net.Socket, facts: ConnectionFacts): void {
+    const filters = this.config.listenerFilters.map((f) => f.createFilter());
+    let pending = filters;
+    let seen: Buffer = Buffer.alloc(0);
+    const max = Math.max(...filters.map((f) => f.maxBytes));
+    let timer: NodeJS.Timeout | undefined;
+    const finish = () => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.pause();
+      this.onInspected(socket, facts, seen);
+    };
+    const offer = () => {
+      pending = pending.filter((f) => f.inspect(seen, facts) === InspectResult.NeedMoreData);
+      if (pending.length === 0 || seen.length >= max) finish();
+    };
+    const onData = (c: Buffer) => {
+      seen = seen.length ? Buffer.concat([seen, c]) : c;
+      offer();
+    };
+    // A client that closes before saying enough: decide with what there is.
+    const onEnd = () => finish();
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    if (this.config.listenerFiltersTimeoutMs > 0) {
+      timer = setTimeout(() => {
+        this.listenerFilterTimeouts.inc();
+        if (this.config.continueOnListenerFiltersTimeout) finish();
+        else socket.destroy();
+      }, this.config.listenerFiltersTimeoutMs);
+    }
+  }
+
+  private onInspected(socket: net.Socket, facts: ConnectionFacts, seen: Buffer | undefined): void {
     const chain = selectFilterChain(this.config.filterChains, facts) ?? this.config.defaultFilterChain;
     if (!chain) {
       this.noChain.inc();
@@ -88,7 +132,9 @@ export class ActiveListener {
     });
     if (chain.transport) {
       const t = chain.transport;
-      const secure = new tls.TLSSocket(socket, {
+      // Bytes read by listener filters must reach TLS first: Node's TLS reads a socket's handle
+      // directly, so after inspection it gets a stream that replays them.
+      const secure = new tls.TLSSocket(seen?.length ? replayingStream(socket, seen) : socket, {
         isServer: true,
         secureContext: t.secureContext,
         ALPNProtocols: t.alpn.length ? t.alpn : undefined,
@@ -112,7 +158,8 @@ export class ActiveListener {
       });
       return;
     }
-    this.runFilters(chain, socket, facts, false, '', '');
+    if (seen?.length) socket.unshift(seen);
+    this.runFilters(chain, socket, facts, false, facts.serverName, facts.applicationProtocols[0] ?? '');
   }
 
   private runFilters(

@@ -1,11 +1,12 @@
 // envoy.filters.network.tcp_proxy: connects each downstream connection to a
 // host of the cluster and copies bytes both ways, carrying half-close.
-import net from 'node:net';
+import type net from 'node:net';
 import { logger } from '../common/logger.js';
 import type { Reader } from '../config/reader.js';
 import type { ExtensionFactory, FactoryContext } from '../extensions/registry.js';
 import type { ServerContext } from '../server/server-context.js';
 import type { Counter } from '../stats/store.js';
+import { connectToHost } from '../upstream/transport-socket.js';
 import type { DownstreamConnection, NetworkFilter, NetworkFilterFactory } from './filter.js';
 import { NetworkFilterStatus } from './filter.js';
 
@@ -110,19 +111,15 @@ class TcpProxyFilter implements NetworkFilter {
         return;
       }
       cluster.stats.upstream_cx_total.inc();
-      const up = net.createConnection({
-        host: host.address,
-        port: host.port,
-        allowHalfOpen: true,
-        noDelay: true,
-      });
+      // Half-open so a client's FIN travels on while the upstream may still answer.
+      const { socket: up, readyEvent } = connectToHost(host, cluster.config.tls, true);
       pending = up;
       const timer = setTimeout(() => {
         cluster.stats.upstream_cx_connect_timeout.inc();
         up.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
       }, cluster.config.connectTimeoutMs);
       let connected = false;
-      up.once('connect', () => {
+      up.once(readyEvent, () => {
         clearTimeout(timer);
         connected = true;
         pending = undefined;

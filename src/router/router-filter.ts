@@ -102,6 +102,7 @@ class RouterFilter implements HttpFilter {
       return FilterHeadersStatus.StopIteration;
     }
     this.host = host;
+    if (action.idleTimeoutMs !== undefined) cb.setStreamIdleTimeout(action.idleTimeoutMs);
     cb.streamInfo.upstreamHost = host.addressString;
     cb.streamInfo.attemptCount = 1;
     this.sendUpstream(route, vhost, action, weighted, cluster, host, headers);

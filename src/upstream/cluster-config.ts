@@ -1,6 +1,7 @@
 // config.cluster.v3.Cluster -> ClusterConfig (plain data, safe to hand to workers).
 import type { Reader } from '../config/reader.js';
 import { compileAddress, type SocketAddress } from '../network/address.js';
+import { compileUpstreamTransport, type UpstreamTlsConfig } from './transport-socket.js';
 
 export type DiscoveryType = 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS';
 export type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM';
@@ -35,6 +36,8 @@ export interface ClusterConfig {
   idleTimeoutMs: number;
   /** common_http_protocol_options.max_requests_per_connection; 0 = unlimited. */
   maxRequestsPerConnection: number;
+  /** UpstreamTlsContext, when the cluster has a TLS transport socket. */
+  tls: UpstreamTlsConfig | undefined;
   /** Overprovisioning factor for priority load, in percent (Envoy: 140). */
   overprovisioningFactor: number;
 }
@@ -67,7 +70,10 @@ export function compileCluster(r: Reader): ClusterConfig {
     idleTimeoutMs: 3600_000,
     maxRequestsPerConnection: r.num('max_requests_per_connection', 0),
     overprovisioningFactor: 140,
+    tls: undefined,
   };
+  const ts = r.msg('transport_socket');
+  if (ts) cfg.tls = compileUpstreamTransport(ts);
 
   const la = r.msg('load_assignment');
   if (la) {

@@ -22,11 +22,22 @@ export class ConnPoolSet {
       const cfg = this.cluster.config;
       p =
         cfg.protocol === 'http2'
-          ? new Http2ConnPool(host, this.cluster.stats, cfg.idleTimeoutMs, cfg.maxRequestsPerConnection)
-          : new Http1ConnPool(host, this.cluster.stats, {
-              idleTimeoutMs: cfg.idleTimeoutMs,
-              maxRequestsPerConnection: cfg.maxRequestsPerConnection,
-            });
+          ? new Http2ConnPool(
+              host,
+              this.cluster.stats,
+              cfg.idleTimeoutMs,
+              cfg.maxRequestsPerConnection,
+              cfg.tls,
+            )
+          : new Http1ConnPool(
+              host,
+              this.cluster.stats,
+              {
+                idleTimeoutMs: cfg.idleTimeoutMs,
+                maxRequestsPerConnection: cfg.maxRequestsPerConnection,
+              },
+              cfg.tls,
+            );
       this.pools.set(host.addressString, p);
     }
     return p;

@@ -3,13 +3,14 @@
 // recently used first (as Envoy's pool does); a connection whose FIN has been
 // read is never reused; max_requests_per_connection and the idle timeout
 // retire connections.
-import net from 'node:net';
+import type net from 'node:net';
 import { logger } from '../common/logger.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import { Http1Parser, type MessageHead, ParseError } from '../http/http1/parser.js';
 import { LAST_CHUNK, serializeHead, writeChunk } from '../http/http1/serializer.js';
 import type { ClusterStats } from './cluster.js';
 import type { Host } from './host.js';
+import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
 import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
 
 const log = logger('pool');
@@ -93,7 +94,7 @@ export class Http1ClientConnection {
     host: Host,
     connectTimeoutMs: number,
   ) {
-    const s = net.createConnection({ host: host.address, port: host.port, noDelay: true });
+    const { socket: s, readyEvent } = connectToHost(host, pool.tls);
     this.socket = s;
     this.parser = new Http1Parser('response', RESPONSE_LIMITS, {
       onHead: (h) => this.onHead(h),
@@ -101,7 +102,7 @@ export class Http1ClientConnection {
       onComplete: (t) => this.onComplete(t),
     });
     this.connectTimer = setTimeout(() => this.onConnectTimeout(), connectTimeoutMs);
-    s.once('connect', () => {
+    s.once(readyEvent, () => {
       clearTimeout(this.connectTimer);
       this.connected = true;
     });
@@ -307,6 +308,7 @@ export class Http1ConnPool {
     readonly host: Host,
     readonly stats: ClusterStats,
     readonly options: Http1PoolOptions,
+    readonly tls: UpstreamTlsConfig | undefined,
   ) {}
 
   newStream(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): UpstreamRequest {

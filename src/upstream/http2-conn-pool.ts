@@ -1,10 +1,10 @@
 // Upstream HTTP/2: one multiplexed session per host (Node's http2 client),
 // replaced when it closes or receives GOAWAY.
 import http2 from 'node:http2';
-import net from 'node:net';
 import type { Headers } from '../common/substitution-formatter.js';
 import type { ClusterStats } from './cluster.js';
 import type { Host } from './host.js';
+import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
 import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
 
 const NGHTTP2_CANCEL = 8;
@@ -60,6 +60,7 @@ export class Http2ConnPool {
     private readonly idleTimeoutMs: number,
     /** 0 = unlimited; at the limit the session takes no new streams and closes once idle. */
     private readonly maxRequestsPerConnection: number,
+    private readonly tls: UpstreamTlsConfig | undefined,
   ) {}
 
   private streamsOnSession = 0;
@@ -69,8 +70,13 @@ export class Http2ConnPool {
     if (existing && !existing.closed && !existing.destroyed) return existing;
     const host = this.host;
     const stats = this.stats;
-    const session = http2.connect(`http://${host.addressString}`, {
-      createConnection: () => net.createConnection({ host: host.address, port: host.port, noDelay: true }),
+    const tlsCfg = this.tls;
+    const session = http2.connect(`${tlsCfg ? 'https' : 'http'}://${host.addressString}`, {
+      createConnection: () =>
+        connectToHost(
+          host,
+          tlsCfg ? { ...tlsCfg, options: { ALPNProtocols: ['h2'], ...tlsCfg.options } } : undefined,
+        ).socket,
     });
     stats.upstream_cx_total.inc();
     stats.upstream_cx_active.inc();
@@ -112,7 +118,7 @@ export class Http2ConnPool {
       if (k === 'connection' || k === 'transfer-encoding' || k === 'keep-alive' || k === 'host') continue;
       out[k] = headers[k];
     }
-    out[':scheme'] = 'http';
+    out[':scheme'] = this.tls ? 'https' : 'http';
     const stream = session.request(out, { endStream: opts.endStream, waitForTrailers: !opts.endStream });
     const max = this.maxRequestsPerConnection;
     if (max > 0 && ++this.streamsOnSession >= max) {

@@ -21,12 +21,20 @@ export interface Http1ServerOptions {
   bufferLimit: number;
   /** Envoy's date header on every response. */
   serverName: string;
+  /** request_headers_timeout: headers must arrive within this long of the first byte (0 = off). */
+  requestHeadersTimeoutMs: number;
+  /** max_connection_duration: drain the connection after this long (0 = off). */
+  maxConnectionDurationMs: number;
+  /** max_requests_per_connection: the N-th response closes the connection (0 = off). */
+  maxRequestsPerConnection: number;
 }
 
 export interface Http1ServerCallbacks {
   onStream(stream: ServerStream): void;
   /** A protocol error closed the connection (for stats). */
   onProtocolError(e: ParseError): void;
+  /** Connection-level limits reached (for stats). */
+  onLimit(which: 'headers_timeout' | 'max_duration' | 'max_requests'): void;
 }
 
 class Http1ServerStream implements ServerStream, ResponseSink {
@@ -134,7 +142,7 @@ class Http1ServerStream implements ServerStream, ResponseSink {
 
   reset(): void {
     if (this.finished) return;
-    this.finished = true;
+    this.abort();
     this.conn.socket.destroy();
   }
 
@@ -173,6 +181,9 @@ export class Http1ServerConnection {
   private bodyPaused = false;
   draining = false;
   private closed = false;
+  private requests = 0;
+  private headersTimer: NodeJS.Timeout | undefined;
+  private durationTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly socket: net.Socket,
@@ -194,6 +205,12 @@ export class Http1ServerConnection {
     socket.on('close', () => this.onClose());
     socket.on('error', () => {});
     if (options.idleTimeoutMs > 0) socket.setTimeout(options.idleTimeoutMs, () => this.onIdle());
+    if (options.maxConnectionDurationMs > 0) {
+      this.durationTimer = setTimeout(() => {
+        callbacks.onLimit('max_duration');
+        this.drain();
+      }, options.maxConnectionDurationMs);
+    }
   }
 
   pauseReading(): void {
@@ -215,6 +232,18 @@ export class Http1ServerConnection {
   }
 
   private feed(chunk: Buffer): void {
+    if (
+      this.options.requestHeadersTimeoutMs > 0 &&
+      !this.active &&
+      !this.headersTimer &&
+      !this.parser.inProgress
+    ) {
+      // Envoy closes a connection whose request headers do not complete in time.
+      this.headersTimer = setTimeout(() => {
+        this.callbacks.onLimit('headers_timeout');
+        this.socket.destroy();
+      }, this.options.requestHeadersTimeoutMs);
+    }
     let rest: Buffer | undefined;
     try {
       rest = this.parser.execute(chunk);
@@ -240,6 +269,15 @@ export class Http1ServerConnection {
 
   private onHead(h: MessageHead): void {
     this.socket.setTimeout(0);
+    if (this.headersTimer) {
+      clearTimeout(this.headersTimer);
+      this.headersTimer = undefined;
+    }
+    const max = this.options.maxRequestsPerConnection;
+    if (max > 0 && ++this.requests >= max) {
+      this.callbacks.onLimit('max_requests');
+      this.draining = true; // this response carries connection: close
+    }
     if (h.minor === 0 && !this.options.acceptHttp10) {
       // Envoy rejects HTTP/1.0 unless accept_http_10 is set.
       this.writeErrorAndClose(426, 'Upgrade Required');
@@ -317,6 +355,8 @@ export class Http1ServerConnection {
 
   private onClose(): void {
     this.closed = true;
+    clearTimeout(this.headersTimer);
+    clearTimeout(this.durationTimer);
     this.active?.abort();
     this.active = undefined;
   }

@@ -1,0 +1,47 @@
+// A Duplex over a socket that first yields bytes already read from it.
+// Node's TLS and HTTP/2 read a net.Socket's handle directly and would miss
+// bytes that were read in JavaScript (by a listener filter, or while sniffing
+// the HTTP/2 preface); handing them this stream instead keeps every byte.
+// It costs a JavaScript hop per read, so it is used only when bytes were read.
+// TODO(perf): peek with MSG_PEEK instead, so the native handle can be kept.
+import type net from 'node:net';
+import { Duplex } from 'node:stream';
+
+/**
+ * A stream over `socket` that first yields `head` (bytes already read while
+ * sniffing), then the socket's own data. Writes go straight to the socket.
+ * TODO(perf): peek with MSG_PEEK instead, so h2c keeps the native handle.
+ */
+export function replayingStream(socket: net.Socket, head: Buffer): Duplex {
+  const d = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end();
+      cb();
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  if (head.length) d.push(head);
+  socket.on('data', (c: Buffer) => {
+    if (!d.push(c)) socket.pause();
+  });
+  socket.once('end', () => d.push(null));
+  socket.once('close', () => d.destroy());
+  socket.on('error', (e) => d.destroy(e));
+  // Address accessors some consumers read from the session's socket.
+  for (const k of ['remoteAddress', 'remotePort', 'localAddress', 'localPort', 'remoteFamily'] as const)
+    Object.defineProperty(d, k, { get: () => socket[k] });
+  (d as Duplex & { setTimeout(ms: number, cb?: () => void): Duplex }).setTimeout = (ms, cb) => {
+    socket.setTimeout(ms, cb);
+    return d;
+  };
+  return d;
+}

@@ -1,0 +1,145 @@
+// Upstream transport sockets: raw_buffer (plaintext) and tls
+// (UpstreamTlsContext). Connections to hosts are made here for every pool
+// and for tcp_proxy, so TLS is one code path.
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Reader } from '../config/reader.js';
+import { readDataSource } from '../router/route-config.js';
+import type { Host } from './host.js';
+
+const RAW_BUFFER = 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer';
+const UPSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
+
+const TLS_VERSIONS: Record<string, tls.SecureVersion | undefined> = {
+  TLS_AUTO: undefined,
+  TLSv1_0: 'TLSv1',
+  TLSv1_1: 'TLSv1.1',
+  TLSv1_2: 'TLSv1.2',
+  TLSv1_3: 'TLSv1.3',
+};
+
+export interface UpstreamTlsConfig {
+  options: tls.ConnectionOptions;
+  /** Subject alternative names the server certificate must match (any of); empty = no SAN check. */
+  sanMatchers: Array<(san: string) => boolean>;
+  verify: 'chain' | 'chain_and_host' | 'none';
+}
+
+export function compileUpstreamTransport(r: Reader): UpstreamTlsConfig | undefined {
+  const name = r.str('name', '');
+  const cfg = r.msg('typed_config');
+  const url = cfg?.typeUrl;
+  if (url === RAW_BUFFER || (!cfg && name === 'envoy.transport_sockets.raw_buffer')) return undefined;
+  if (url !== UPSTREAM_TLS || !cfg)
+    throw r.error(
+      'typed_config',
+      `transport socket '${name}' (${url ?? 'no typed_config'}) is not supported by Herald`,
+    );
+  const options: tls.ConnectionOptions = {};
+  const sni = cfg.str('sni', '');
+  if (sni) options.servername = sni;
+  const common = cfg.msg('common_tls_context');
+  let verify: UpstreamTlsConfig['verify'] = 'chain_and_host';
+  const sanMatchers: UpstreamTlsConfig['sanMatchers'] = [];
+  if (common) {
+    const certs = common.list('tls_certificates');
+    if (certs.length > 1)
+      throw common.error('tls_certificates', 'at most one client certificate is supported');
+    for (const c of certs) {
+      options.cert = readDataSource(c.msg('certificate_chain')!);
+      options.key = readDataSource(c.msg('private_key')!);
+      const pw = c.msg('password');
+      if (pw) options.passphrase = readDataSource(pw).toString();
+    }
+    const alpn = common.strList('alpn_protocols');
+    if (alpn.length) options.ALPNProtocols = alpn;
+    const params = common.msg('tls_params');
+    if (params) {
+      const min = TLS_VERSIONS[params.enum('tls_minimum_protocol_version', 'TLS_AUTO')];
+      const max = TLS_VERSIONS[params.enum('tls_maximum_protocol_version', 'TLS_AUTO')];
+      if (min) options.minVersion = min;
+      if (max) options.maxVersion = max;
+      const ciphers = params.strList('cipher_suites');
+      if (ciphers.length) options.ciphers = ciphers.join(':');
+      const curves = params.strList('ecdh_curves');
+      if (curves.length) options.ecdhCurve = curves.join(':');
+    }
+    const vc = common.msg('validation_context');
+    if (vc) {
+      const ca = vc.msg('trusted_ca');
+      if (ca) {
+        options.ca = readDataSource(ca);
+        // Envoy with a trusted CA checks the chain, and names only when SAN matchers are given.
+        verify = 'chain';
+      }
+      if (vc.enum<string>('trust_chain_verification', 'VERIFY_TRUST_CHAIN') === 'ACCEPT_UNTRUSTED')
+        verify = 'none';
+      for (const m of vc.list('match_typed_subject_alt_names')) {
+        const t = m.enum<string>('san_type', 'SAN_TYPE_UNSPECIFIED');
+        if (t !== 'DNS' && t !== 'URI' && t !== 'IP_ADDRESS')
+          throw m.error('san_type', `SAN type ${t} is not supported (DNS, URI, IP_ADDRESS are)`);
+        sanMatchers.push(sanMatcher(m.msg('matcher')!, t));
+      }
+    }
+  }
+  return { options, sanMatchers, verify };
+}
+
+function sanMatcher(r: Reader, type: string): (san: string) => boolean {
+  const prefix = type === 'DNS' ? 'DNS:' : type === 'URI' ? 'URI:' : 'IP Address:';
+  const kind = r.oneof('exact', 'prefix', 'suffix', 'contains', 'safe_regex');
+  const ignoreCase = r.bool('ignore_case');
+  const norm = (s: string) => (ignoreCase ? s.toLowerCase() : s);
+  if (kind === 'safe_regex') {
+    const re = new RegExp(`^(?:${r.msg('safe_regex')!.str('regex', '')})$`);
+    return (s) => s.startsWith(prefix) && re.test(s.slice(prefix.length));
+  }
+  const want = norm(r.str(kind ?? 'exact', ''));
+  return (s) => {
+    if (!s.startsWith(prefix)) return false;
+    const v = norm(s.slice(prefix.length));
+    if (kind === 'prefix') return v.startsWith(want);
+    if (kind === 'suffix') return v.endsWith(want);
+    if (kind === 'contains') return v.includes(want);
+    return v === want;
+  };
+}
+
+/** Opens a connection to a host: plain TCP, or TLS with the cluster's context. */
+export function connectToHost(
+  host: Host,
+  tlsConfig: UpstreamTlsConfig | undefined,
+  allowHalfOpen = false,
+): { socket: net.Socket; readyEvent: string } {
+  if (!tlsConfig) {
+    return {
+      socket: net.createConnection({ host: host.address, port: host.port, noDelay: true, allowHalfOpen }),
+      readyEvent: 'connect',
+    };
+  }
+  const o: tls.ConnectionOptions = {
+    ...tlsConfig.options,
+    host: host.address,
+    port: host.port,
+    rejectUnauthorized: tlsConfig.verify !== 'none',
+  };
+  // Without an explicit SNI, the endpoint's hostname (if a name) is sent, as auto_sni would.
+  if (o.servername === undefined && host.hostname && net.isIP(host.hostname) === 0)
+    o.servername = host.hostname;
+  const matchers = tlsConfig.sanMatchers;
+  o.checkServerIdentity = (hostname, cert) => {
+    if (matchers.length) {
+      const sans = (cert.subjectaltname ?? '').split(', ');
+      if (!sans.some((s) => matchers.some((m) => m(s))))
+        return new Error(
+          `server certificate SANs (${cert.subjectaltname ?? 'none'}) match no configured subject_alt_name`,
+        );
+      return undefined;
+    }
+    if (tlsConfig.verify === 'chain_and_host') return tls.checkServerIdentity(o.servername ?? hostname, cert);
+    return undefined;
+  };
+  const socket = tls.connect(o);
+  socket.setNoDelay(true);
+  return { socket, readyEvent: 'secureConnect' };
+}
