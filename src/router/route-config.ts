@@ -12,6 +12,7 @@ import type { Headers } from '../common/substitution-formatter.js';
 import type { Reader } from '../config/reader.js';
 import { compileHeaderMutations, type HeaderMutations } from '../http/header-mutation.js';
 import { isGrpcContentType } from '../http/local-reply.js';
+import { compileHashPolicy, type HashPolicy } from './hash-policy.js';
 
 export interface RouteRequest {
   /** :path without query string or fragment. */
@@ -44,6 +45,7 @@ export interface ClusterRouteAction {
   /** Upstream request timeout in ms; 0 disables. */
   timeoutMs: number;
   idleTimeoutMs?: number;
+  hashPolicy?: HashPolicy;
 }
 
 export interface RedirectRouteAction {
@@ -472,6 +474,8 @@ function compileRouteAction(r: Reader, known: ReadonlySet<string> | undefined): 
   else if (hostKind) throw r.error(hostKind, 'not supported');
   const idle = r.durationMs('idle_timeout');
   if (idle !== undefined) action.idleTimeoutMs = idle;
+  const hp = compileHashPolicy(r.list('hash_policy'));
+  if (hp) action.hashPolicy = hp;
   return action;
 }
 

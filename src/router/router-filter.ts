@@ -16,6 +16,7 @@ import { ResponseFlag } from '../http/stream-info.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { Host } from '../upstream/host.js';
 import type { ResetReason, UpstreamRequest } from '../upstream/upstream-request.js';
+import { formatSetCookie } from './hash-policy.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -43,6 +44,8 @@ class RouterFilter implements HttpFilter {
   private cluster: Cluster | undefined;
   private timer: NodeJS.Timeout | undefined;
   private responseStarted = false;
+  /** A hash-policy cookie Herald generated, to set on the response. */
+  private setCookie: string | undefined;
   private done = false;
 
   constructor(
@@ -92,7 +95,18 @@ class RouterFilter implements HttpFilter {
       return FilterHeadersStatus.StopIteration;
     }
     this.cluster = cluster;
-    const host = cluster.chooseHost();
+    let hashKey: bigint | undefined;
+    if (action.hashPolicy) {
+      const p = (headers[':path'] as string | undefined) ?? '';
+      const qi = p.indexOf('?');
+      hashKey = action.hashPolicy.hash(
+        { headers, sourceIp: cb.downstream.remoteAddress, query: qi < 0 ? '' : p.slice(qi + 1) },
+        (c) => {
+          this.setCookie = formatSetCookie(c);
+        },
+      );
+    }
+    const host = cluster.chooseHost(hashKey === undefined ? undefined : { hashKey });
     if (!host) {
       cluster.stats.upstream_cx_none_healthy.inc();
       cb.sendLocalReply(503, 'no healthy upstream', {
@@ -230,6 +244,7 @@ class RouterFilter implements HttpFilter {
               Number((process.hrtime.bigint() - start) / 1000000n),
             );
           weighted?.responseMutations.apply(resHeaders, fctx);
+          if (this.setCookie) appendHeader(resHeaders, 'set-cookie', this.setCookie);
           cb.streamInfo.responseCodeDetails = 'via_upstream';
           if (end) this.finish();
           cb.encodeHeaders(status, resHeaders, end);
@@ -349,6 +364,11 @@ function pickWeighted(clusters: WeightedClusterEntry[], total: number): Weighted
     x -= c.weight;
   }
   return clusters[clusters.length - 1]!;
+}
+
+function appendHeader(h: Headers, name: string, value: string): void {
+  const cur = h[name];
+  h[name] = cur === undefined ? value : Array.isArray(cur) ? [...cur, value] : [cur, value];
 }
 
 function hostWithoutPort(authority: string): string {

@@ -2,6 +2,7 @@
 
 import { AdminServer } from '../admin/admin-server.js';
 import { logger } from '../common/logger.js';
+import { initHashing } from '../common/xxhash.js';
 import { loadBootstrap } from '../config/bootstrap-loader.js';
 import { releaseEnvoyProtos } from '../config/envoy-protos.js';
 import type { JsonObject } from '../config/proto-json.js';
@@ -48,6 +49,7 @@ export class Server {
 
   /** Loads and validates the bootstrap on a worker thread (keeping proto memory out of this process), then compiles it. */
   static async create(options: ServerOptions): Promise<Server> {
+    await initHashing();
     const canonical = await loadBootstrapIsolated({
       path: options.configPath,
       configYaml: options.configYaml,
@@ -78,6 +80,7 @@ export class Server {
   }
 
   async start(): Promise<void> {
+    await initHashing();
     const stats = this.context.stats;
     stats.gauge('server.concurrency').set(this.options.concurrency ?? 1);
     stats.gauge('server.live').set(0);

@@ -4,7 +4,7 @@ import { compileAddress, type SocketAddress } from '../network/address.js';
 import { compileUpstreamTransport, type UpstreamTlsConfig } from './transport-socket.js';
 
 export type DiscoveryType = 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS';
-export type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM';
+export type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV';
 export type DnsLookupFamily = 'AUTO' | 'V4_ONLY' | 'V6_ONLY' | 'V4_PREFERRED' | 'ALL';
 export type HealthStatus = 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY' | 'DRAINING' | 'TIMEOUT' | 'DEGRADED';
 
@@ -28,6 +28,8 @@ export interface ClusterConfig {
   connectTimeoutMs: number;
   lbPolicy: LbPolicy;
   leastRequestChoiceCount: number;
+  ringHash: { minimumRingSize: number; maximumRingSize: number };
+  maglevTableSize: number;
   localities: LocalityEndpointsConfig[];
   dnsLookupFamily: DnsLookupFamily;
   dnsRefreshRateMs: number;
@@ -51,11 +53,22 @@ export function compileCluster(r: Reader): ClusterConfig {
   if (!['STATIC', 'STRICT_DNS', 'LOGICAL_DNS'].includes(type))
     throw r.error('type', `cluster type ${type} is not supported yet`);
   const lbPolicy = r.enum<string>('lb_policy', 'ROUND_ROBIN');
-  if (!['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM'].includes(lbPolicy))
+  if (!['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM', 'RING_HASH', 'MAGLEV'].includes(lbPolicy))
     throw r.error('lb_policy', `lb_policy ${lbPolicy} is not supported yet`);
   let choiceCount = 2;
   const lr = r.msg('least_request_lb_config');
   if (lr) choiceCount = lr.num('choice_count', 2);
+  const ring = { minimumRingSize: 1024, maximumRingSize: 8388608 };
+  const rh = r.msg('ring_hash_lb_config');
+  if (rh) {
+    ring.minimumRingSize = rh.num('minimum_ring_size', 1024);
+    ring.maximumRingSize = rh.num('maximum_ring_size', 8388608);
+    if (rh.enum<string>('hash_function', 'XX_HASH') !== 'XX_HASH')
+      throw rh.error('hash_function', 'only XX_HASH is supported');
+  }
+  let maglevTableSize = 65537;
+  const mg = r.msg('maglev_lb_config');
+  if (mg) maglevTableSize = mg.num('table_size', 65537);
 
   const cfg: ClusterConfig = {
     name,
@@ -63,6 +76,8 @@ export function compileCluster(r: Reader): ClusterConfig {
     connectTimeoutMs: r.durationMs('connect_timeout', 5000),
     lbPolicy: lbPolicy as LbPolicy,
     leastRequestChoiceCount: choiceCount,
+    ringHash: ring,
+    maglevTableSize,
     localities: [],
     dnsLookupFamily: r.enum<DnsLookupFamily>('dns_lookup_family', 'AUTO'),
     dnsRefreshRateMs: r.durationMs('dns_refresh_rate', 5000),

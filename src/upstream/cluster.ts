@@ -8,8 +8,10 @@ import type { ClusterConfig, DnsLookupFamily } from './cluster-config.js';
 import { ConnPoolSet } from './conn-pool.js';
 import { Host } from './host.js';
 import { LeastRequestLoadBalancer } from './lb/least-request.js';
-import type { LoadBalancer } from './lb/load-balancer.js';
+import type { LoadBalancer, LoadBalancerContext } from './lb/load-balancer.js';
+import { MaglevLoadBalancer } from './lb/maglev.js';
 import { RandomLoadBalancer } from './lb/random.js';
+import { RingHashLoadBalancer } from './lb/ring-hash.js';
 import { RoundRobinLoadBalancer } from './lb/round-robin.js';
 
 const log = logger('upstream');
@@ -99,12 +101,7 @@ export class Cluster {
     scope: StatsScope,
   ) {
     this.stats = new ClusterStats(scope);
-    this.lb =
-      config.lbPolicy === 'RANDOM'
-        ? new RandomLoadBalancer()
-        : config.lbPolicy === 'LEAST_REQUEST'
-          ? new LeastRequestLoadBalancer(config.leastRequestChoiceCount)
-          : new RoundRobinLoadBalancer();
+    this.lb = makeLoadBalancer(config);
     this.pools = new ConnPoolSet(this);
     this.initialized = new Promise((resolve) => {
       this.markInitialized = resolve;
@@ -175,7 +172,7 @@ export class Cluster {
     this.priorityLoad = load;
   }
 
-  chooseHost(): Host | undefined {
+  chooseHost(ctx?: LoadBalancerContext): Host | undefined {
     const levels = this.hostsByPriority.length;
     if (levels === 0) return undefined;
     let p = 0;
@@ -191,9 +188,9 @@ export class Cluster {
     const healthy = this.healthyByPriority[p]!;
     if ((healthy.length * 100) / all.length < PANIC_THRESHOLD) {
       this.stats.lb_healthy_panic.inc();
-      return this.lb.chooseHost(all);
+      return this.lb.chooseHost(all, ctx);
     }
-    return this.lb.chooseHost(healthy);
+    return this.lb.chooseHost(healthy, ctx);
   }
 
   private async resolveDns(): Promise<void> {
@@ -236,6 +233,21 @@ export class Cluster {
   destroy(): void {
     if (this.dnsTimer) clearTimeout(this.dnsTimer);
     this.pools.destroy();
+  }
+}
+
+function makeLoadBalancer(c: ClusterConfig): LoadBalancer {
+  switch (c.lbPolicy) {
+    case 'RANDOM':
+      return new RandomLoadBalancer();
+    case 'LEAST_REQUEST':
+      return new LeastRequestLoadBalancer(c.leastRequestChoiceCount);
+    case 'RING_HASH':
+      return new RingHashLoadBalancer(c.ringHash);
+    case 'MAGLEV':
+      return new MaglevLoadBalancer(c.maglevTableSize);
+    default:
+      return new RoundRobinLoadBalancer();
   }
 }
 

@@ -10,3 +10,8 @@ export interface LoadBalancerContext {
 export interface LoadBalancer {
   chooseHost(hosts: readonly Host[], ctx?: LoadBalancerContext): Host | undefined;
 }
+
+/** A uniformly random 64-bit hash, for consistent-hash balancers given no request hash. */
+export function random64(): bigint {
+  return (BigInt((Math.random() * 0x100000000) >>> 0) << 32n) | BigInt((Math.random() * 0x100000000) >>> 0);
+}
