@@ -55,6 +55,8 @@ export class ActiveStream implements DecoderFilterCallbacks {
   private done = false;
   private resetCallbacks: Array<() => void> = [];
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Set by the connection manager for upgrade requests (WebSocket). */
+  upgradeType: string | undefined;
   private requestTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -118,6 +120,10 @@ export class ActiveStream implements DecoderFilterCallbacks {
     const cbs = this.resetCallbacks;
     this.resetCallbacks = [];
     for (const cb of cbs) cb();
+  }
+
+  get hcmUpgrades(): ReadonlyMap<string, boolean> {
+    return this.config.upgrades;
   }
 
   get hcmStats(): HttpConnectionManagerStats {

@@ -47,6 +47,8 @@ export interface ConnectionManagerConfig {
   /** common_http_protocol_options.max_requests_per_connection (default unlimited: 0). */
   maxRequestsPerConnection: number;
   path: import('./path-utility.js').PathOptions;
+  /** upgrade_configs: upgrade type (lower case) -> enabled. */
+  upgrades: Map<string, boolean>;
   server: ServerContext;
 }
 
@@ -131,6 +133,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     requestHeadersTimeoutMs: r.durationMs('request_headers_timeout', 0),
     maxConnectionDurationMs,
     maxRequestsPerConnection,
+    upgrades: compileUpgradeConfigs(r),
     path: {
       normalize: r.bool('normalize_path'),
       mergeSlashes: r.bool('merge_slashes'),
@@ -164,3 +167,17 @@ export const httpConnectionManagerFactory: ExtensionFactory<NetworkFilterFactory
     };
   },
 };
+
+/** upgrade_configs (HCM or route level): upgrade type, lower case -> enabled. */
+export function compileUpgradeConfigs(r: Reader): Map<string, boolean> {
+  const out = new Map<string, boolean>();
+  for (const u of r.list('upgrade_configs')) {
+    if (u.has('filters')) throw u.error('filters', 'upgrade-specific filter chains are not supported yet');
+    if (u.has('connect_config')) throw u.error('connect_config', 'CONNECT upgrades are not supported yet');
+    const type = u.str('upgrade_type', '').toLowerCase();
+    if (type === 'connect' || type === 'connect-udp')
+      throw u.error('upgrade_type', 'CONNECT upgrades are not supported yet');
+    out.set(type, u.has('enabled') ? u.bool('enabled') : true);
+  }
+  return out;
+}

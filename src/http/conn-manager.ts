@@ -49,6 +49,7 @@ export class HttpConnectionManagerStats {
   readonly downstream_cx_max_requests_reached: Counter;
   readonly downstream_rq_idle_timeout: Counter;
   readonly downstream_rq_timeout: Counter;
+  readonly downstream_cx_upgrades_total: Counter;
 
   constructor(readonly scope: StatsScope) {
     const c = (n: string) => scope.counter(n);
@@ -76,6 +77,7 @@ export class HttpConnectionManagerStats {
     this.downstream_cx_max_requests_reached = c('downstream_cx_max_requests_reached');
     this.downstream_rq_idle_timeout = c('downstream_rq_idle_timeout');
     this.downstream_rq_timeout = c('downstream_rq_timeout');
+    this.downstream_cx_upgrades_total = c('downstream_cx_upgrades_total');
   }
 
   responseClass(code: number): void {
@@ -281,11 +283,17 @@ export class ConnectionManager implements NetworkFilter {
     (s.protocol === 'HTTP/2' ? stats.downstream_rq_http2_total : stats.downstream_rq_http1_total).inc();
     stats.downstream_rq_active.inc();
     const h = s.headers;
-    // An Upgrade (e.g. WebSocket) needs upgrade_configs, which Herald does not support yet:
-    // Envoy answers such a request 403 (upgrade_failed).
+    // An Upgrade (e.g. WebSocket) goes on only if upgrade_configs allow it (the router decides,
+    // as a route may override the HCM); otherwise Envoy answers 403 (upgrade_failed).
     const isUpgrade =
       s.protocol !== 'HTTP/2' && h.upgrade !== undefined && /upgrade/i.test(String(h.connection ?? ''));
+    const upgradeType = isUpgrade ? String(h.upgrade).toLowerCase() : undefined;
     this.mutateRequestHeaders(h, info);
+    if (upgradeType) {
+      // Hop-by-hop in general, but an upgrade travels on.
+      h.connection = 'upgrade';
+      h.upgrade = upgradeType;
+    }
     const pathResult = transformPath((h[':path'] as string | undefined) ?? '/', this.config.path);
     if (pathResult.kind === 'ok') h[':path'] = pathResult.path;
     const stream = new ActiveStream(this.config, s, info, stats, (a) => {
@@ -305,10 +313,7 @@ export class ConnectionManager implements NetworkFilter {
       });
       return;
     }
-    if (isUpgrade) {
-      stream.sendLocalReply(403, '', { details: 'upgrade_failed' });
-      return;
-    }
+    stream.upgradeType = upgradeType;
     if (s.protocol !== 'HTTP/2' && h[':authority'] === undefined && s.protocol === 'HTTP/1.1') {
       stream.sendLocalReply(400, 'missing host header', { details: 'missing_host_header' });
       return;

@@ -53,6 +53,10 @@ export interface DownstreamInfo {
 
 export interface DecoderFilterCallbacks extends StreamCallbacks {
   readonly downstream: DownstreamInfo;
+  /** The upgrade the request asks for (lower case, e.g. "websocket"), if any. */
+  readonly upgradeType: string | undefined;
+  /** The HCM's upgrade_configs (type -> enabled). */
+  readonly hcmUpgrades: ReadonlyMap<string, boolean>;
   /** The request body (ended at once when the request has none). */
   readonly requestBody: import('./codec.js').BodySource;
   continueDecoding(): void;

@@ -10,6 +10,7 @@ import {
 } from '../common/matchers.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import type { Reader } from '../config/reader.js';
+import { compileUpgradeConfigs } from '../http/conn-manager-config.js';
 import { compileHeaderMutations, type HeaderMutations } from '../http/header-mutation.js';
 import { isGrpcContentType } from '../http/local-reply.js';
 import { compileHashPolicy, type HashPolicy } from './hash-policy.js';
@@ -46,6 +47,8 @@ export interface ClusterRouteAction {
   timeoutMs: number;
   idleTimeoutMs?: number;
   hashPolicy?: HashPolicy;
+  /** Route-level upgrade_configs (override the HCM's). */
+  upgrades?: Map<string, boolean>;
 }
 
 export interface RedirectRouteAction {
@@ -476,6 +479,8 @@ function compileRouteAction(r: Reader, known: ReadonlySet<string> | undefined): 
   if (idle !== undefined) action.idleTimeoutMs = idle;
   const hp = compileHashPolicy(r.list('hash_policy'));
   if (hp) action.hashPolicy = hp;
+  const up = compileUpgradeConfigs(r);
+  if (up.size) action.upgrades = up;
   return action;
 }
 

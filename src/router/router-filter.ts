@@ -76,6 +76,16 @@ class RouterFilter implements HttpFilter {
       return FilterHeadersStatus.StopIteration;
     }
 
+    // Upgrades (WebSocket): allowed by the route's upgrade_configs, else the HCM's; else 403.
+    const upgrade = cb.upgradeType;
+    if (upgrade !== undefined) {
+      const allowed = action.upgrades?.get(upgrade) ?? cb.hcmUpgrades.get(upgrade) ?? false;
+      if (!allowed) {
+        cb.sendLocalReply(403, '', { details: 'upgrade_failed' });
+        return FilterHeadersStatus.StopIteration;
+      }
+      cb.hcmStats.downstream_cx_upgrades_total.inc();
+    }
     let weighted: WeightedClusterEntry | undefined;
     let clusterName: string;
     if (action.weighted) {
@@ -227,18 +237,25 @@ class RouterFilter implements HttpFilter {
     cluster.stats.upstream_rq_active.inc();
     host.activeRequests++;
     const body = cb.requestBody;
-    const endStream = body.ended && body.bytes === 0;
+    const upgrade = cb.upgradeType !== undefined;
+    const endStream = !upgrade && body.ended && body.bytes === 0;
     const start = process.hrtime.bigint();
     const upstream = cluster.pools.forHost(host).newStream(
       h,
-      { endStream, connectTimeoutMs: cluster.config.connectTimeoutMs },
+      { endStream, upgrade, connectTimeoutMs: cluster.config.connectTimeoutMs },
       {
         onHeaders: (status, resHeaders, end) => {
           if (this.done) return;
           this.clearTimer();
           this.responseStarted = true;
           cluster.stats.responseCode(status);
-          stripHopByHop(resHeaders);
+          if (status === 101 && upgrade) {
+            // Switching protocols keeps its Connection/Upgrade headers.
+            const u = resHeaders.upgrade;
+            stripHopByHop(resHeaders);
+            resHeaders.connection = 'upgrade';
+            if (u !== undefined) resHeaders.upgrade = u;
+          } else stripHopByHop(resHeaders);
           if (!suppress)
             resHeaders['x-envoy-upstream-service-time'] = String(
               Number((process.hrtime.bigint() - start) / 1000000n),
@@ -277,6 +294,8 @@ class RouterFilter implements HttpFilter {
       startTimer();
       return;
     }
+    // An upgrade request is complete at its headers; what follows is the tunnel.
+    if (upgrade) startTimer();
     // Stream the request body with backpressure both ways.
     body.consume(
       (chunk) => {

@@ -29,6 +29,8 @@ class Http1UpstreamStream implements UpstreamRequest {
   responseStarted = false;
   chunked = false;
   aborted = false;
+  /** After a 101: raw bytes both ways, FIN carried as end of stream. */
+  tunnel = false;
 
   constructor(
     readonly conn: Http1ClientConnection,
@@ -43,6 +45,10 @@ class Http1UpstreamStream implements UpstreamRequest {
       if (chunk.length) ok = writeChunk(s, chunk);
       if (endStream) ok = s.write(LAST_CHUNK);
     } else if (chunk.length) ok = s.write(chunk);
+    if (endStream && this.tunnel) {
+      s.end(); // half-close the tunnel
+      return ok;
+    }
     if (endStream) this.markRequestDone();
     return ok;
   }
@@ -134,7 +140,7 @@ export class Http1ClientConnection {
     // Host first, as clients write it.
     out.host = headers[':authority'];
     for (const k in headers) if (k.charCodeAt(0) !== 58) out[k] = headers[k];
-    if (!opts.endStream && out['content-length'] === undefined) {
+    if (!opts.endStream && out['content-length'] === undefined && !opts.upgrade) {
       out['transfer-encoding'] = 'chunked';
       stream.chunked = true;
     }
@@ -147,6 +153,10 @@ export class Http1ClientConnection {
 
   private onData(chunk: Buffer): void {
     const stream = this.stream;
+    if (stream?.tunnel) {
+      if (!stream.aborted) stream.cb.onData(chunk, false);
+      return;
+    }
     if (!stream) {
       // Bytes on an idle connection: nothing can be waiting for them. Close it.
       log.debug('unsolicited bytes on an idle upstream connection; closing it');
@@ -166,6 +176,11 @@ export class Http1ClientConnection {
           this.parser.noBody = noBody;
           this.head = undefined;
           continue;
+        }
+        if (h?.status === 101 && stream.tunnel) {
+          // Switched protocols: whatever follows the 101 belongs to the tunnel.
+          if (rest?.length && !stream.aborted) stream.cb.onData(rest, false);
+          break;
         }
         if (rest?.length) {
           // Data after a complete response: the connection is out of sync.
@@ -191,6 +206,14 @@ export class Http1ClientConnection {
     this.head = h;
     const stream = this.stream;
     if (!stream || stream.aborted) return;
+    if (h.status === 101) {
+      // Never pooled again; the socket now belongs to the tunnel.
+      stream.tunnel = true;
+      stream.responseStarted = true;
+      this.remoteClosed = true;
+      stream.cb.onHeaders(101, h.headers, false);
+      return;
+    }
     stream.responseStarted = true;
     if (h.close) this.remoteClosed = true;
     // The parser completes body-less responses right after this callback.
@@ -206,18 +229,19 @@ export class Http1ClientConnection {
 
   private onComplete(trailers: Headers | undefined): void {
     const h = this.head;
-    if (h && h.status >= 100 && h.status < 200 && h.status !== 101) return;
+    if (h && h.status >= 100 && h.status < 200) return; // informational, or a 101 tunnel
     const stream = this.stream;
     if (!stream || stream.aborted) return;
     stream.responseDone = true;
     const bodyless =
       this.parser.noBody || h?.status === 204 || h?.status === 304 || (h?.contentLength === 0 && !h?.chunked);
-    if (trailers) stream.cb.onTrailers(trailers);
-    else if (!bodyless) stream.cb.onData(EMPTY, true);
-    // A response can end before the request body is sent (early reply): the connection
-    // cannot carry another request until the request is done, so it is closed.
+    // Back to the pool before the end is delivered: whatever the end triggers (a pipelined
+    // request) finds the connection idle. A response that ends before the request body was
+    // sent (an early reply) leaves the connection unusable: it is closed.
     if (stream.requestDone) this.release(stream);
     else this.destroy();
+    if (trailers) stream.cb.onTrailers(trailers);
+    else if (!bodyless) stream.cb.onData(EMPTY, true);
   }
 
   /** The exchange is over: back to the pool or closed. */
@@ -237,6 +261,14 @@ export class Http1ClientConnection {
   private onRemoteEnd(): void {
     this.remoteClosed = true;
     const stream = this.stream;
+    if (stream?.tunnel) {
+      // The upstream half-closed the tunnel: pass the FIN on.
+      if (!stream.aborted && !stream.responseDone) {
+        stream.responseDone = true;
+        stream.cb.onData(EMPTY, true);
+      }
+      return;
+    }
     if (!stream) {
       // FIN on an idle connection: take it out of the pool at once.
       this.destroy();
@@ -252,6 +284,11 @@ export class Http1ClientConnection {
     const wasConnected = this.connected;
     this.closed = true;
     this.pool.onClose(this, wasConnected);
+    if (this.stream?.tunnel) {
+      if (!this.stream.responseDone && !this.stream.aborted) this.stream.cb.onData(EMPTY, true);
+      this.stream = undefined;
+      return;
+    }
     if (this.stream && !this.stream.responseDone && !this.stream.aborted) {
       if (!wasConnected)
         this.failStream(

@@ -33,5 +33,7 @@ export interface UpstreamRequest {
 export interface NewStreamOptions {
   /** The request has no body: headers end the stream. */
   endStream: boolean;
+  /** An upgrade (WebSocket): the body is raw tunnel bytes, a 101 turns the connection into a tunnel. */
+  upgrade?: boolean;
   connectTimeoutMs: number;
 }

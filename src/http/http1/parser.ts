@@ -63,6 +63,7 @@ enum State {
 }
 
 const CRLF = 0x0a0d; // "\r\n" read as little-endian uint16
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: .*)?$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\0\r\n]/;
 
@@ -116,7 +117,7 @@ export class Http1Parser {
           if (end < 0) {
             if (buf.length - off > this.limits.maxHeaderBytes)
               throw new ParseError(431, 'http1.headers_too_large', 'headers too large');
-            this.pending = buf.subarray(off);
+            if (off < buf.length) this.pending = buf.subarray(off);
             return undefined;
           }
           if (end - off > this.limits.maxHeaderBytes)
@@ -191,8 +192,13 @@ export class Http1Parser {
             this.pending = buf.subarray(off);
             return undefined;
           }
+          if (end - off > this.limits.maxHeaderBytes)
+            throw new ParseError(431, 'http1.headers_too_large', 'trailers too large');
+          const lines = buf.toString('latin1', off, end).split('\r\n');
+          if (lines.length > this.limits.maxHeaderCount)
+            throw new ParseError(431, 'http1.too_many_headers', 'too many trailers');
           const trailers: Headers = {};
-          for (const line of buf.toString('latin1', off, end).split('\r\n')) this.addHeader(trailers, line);
+          for (const line of lines) this.addHeader(trailers, line);
           off = end + 4;
           this.complete(trailers);
           break;
@@ -263,13 +269,10 @@ export class Http1Parser {
       else if (version === 'HTTP/1.0') head.minor = 0;
       else throw new ParseError(400, 'http1.codec_error', `unsupported version '${version.slice(0, 16)}'`);
     } else {
-      if (!first.startsWith('HTTP/1.'))
-        throw new ParseError(400, 'http1.codec_error', 'malformed status line');
-      head.minor = first.charCodeAt(7) === 48 ? 0 : 1;
-      const code = Number(first.slice(9, 12));
-      if (first.charCodeAt(8) !== 32 || !(code >= 100 && code <= 999))
-        throw new ParseError(400, 'http1.codec_error', 'malformed status line');
-      head.status = code;
+      const m = STATUS_LINE.exec(first);
+      if (!m) throw new ParseError(400, 'http1.codec_error', 'malformed status line');
+      head.minor = m[1] === '0' ? 0 : 1;
+      head.status = Number(m[2]);
     }
     if (lines.length - 1 > this.limits.maxHeaderCount)
       throw new ParseError(431, 'http1.too_many_headers', 'too many headers');
@@ -290,7 +293,11 @@ export class Http1Parser {
     const cl = h['content-length'];
     if (te !== undefined) {
       const codings = (Array.isArray(te) ? te.join(',') : te).toLowerCase();
-      const last = codings.split(',').pop()!.trim();
+      const list = codings.split(',').map((c) => c.trim());
+      const last = list[list.length - 1]!;
+      // Envoy accepts only "chunked" itself in a request; other codings are 501.
+      if (this.kind === 'request' && (list.length !== 1 || last !== 'chunked'))
+        throw new ParseError(501, 'http1.invalid_transfer_encoding', 'unsupported transfer-encoding');
       if (head.minor === 0 && this.kind === 'request')
         throw new ParseError(400, 'http1.codec_error', 'transfer-encoding in an HTTP/1.0 request');
       if (cl !== undefined)

@@ -46,6 +46,9 @@ class Http1ServerStream implements ServerStream, ResponseSink {
   finished = false;
   private chunked = false;
   private closeAfter: boolean;
+  /** The request asked to upgrade (WebSocket): after a 101, the connection is a byte tunnel. */
+  readonly upgradeRequest: boolean;
+  private raw = false;
 
   constructor(
     private readonly conn: Http1ServerConnection,
@@ -62,6 +65,7 @@ class Http1ServerStream implements ServerStream, ResponseSink {
     if (host !== undefined) h[':authority'] = Array.isArray(host) ? host[0]! : host;
     this.headers = h;
     this.closeAfter = head.close;
+    this.upgradeRequest = head.upgrade && head.minor === 1;
     this.body = new BodySource(
       () => conn.pauseReading(),
       () => conn.resumeReading(),
@@ -80,6 +84,18 @@ class Http1ServerStream implements ServerStream, ResponseSink {
   writeHeaders(status: number, headers: Headers, endStream: boolean): void {
     if (this.headersSent) return;
     this.headersSent = true;
+    if (status === 101 && this.upgradeRequest) {
+      // Switching protocols: from here on both directions are raw bytes.
+      this.raw = true;
+      this.closeAfter = true;
+      headers.date = httpDate();
+      this.conn.socket.write(serializeHead('HTTP/1.1 101 Switching Protocols\r\n', headers));
+      if (endStream) this.finish();
+      return;
+    }
+    // An upgrade request answered without a 101 (its tunnel bytes may have been read), or a
+    // response before the request body was read: the connection closes after it, and says so.
+    if (this.upgradeRequest || !this.body.ended) this.closeAfter = true;
     const isHead = this.headers[':method'] === 'HEAD';
     const noBody = isHead || status === 204 || status === 304 || (status >= 100 && status < 200);
     if (this.conn.draining) this.closeAfter = true;
@@ -95,7 +111,8 @@ class Http1ServerStream implements ServerStream, ResponseSink {
     }
     if (this.closeAfter) headers.connection = 'close';
     else if (this.protocol === 'HTTP/1.0') headers.connection = 'keep-alive';
-    headers.date = httpDate();
+    // Envoy keeps an upstream's date and adds one when absent.
+    if (headers.date === undefined) headers.date = httpDate();
     const head = serializeHead(`HTTP/1.1 ${status} ${reason(status)}\r\n`, headers);
     const s = this.conn.socket;
     if (endStream) {
@@ -118,7 +135,11 @@ class Http1ServerStream implements ServerStream, ResponseSink {
     } else if (chunk.length) {
       ok = s.write(chunk);
     }
-    if (endStream) this.finish();
+    if (endStream) {
+      // A tunnel's upstream half-closed: pass the FIN on; the client may still send.
+      if (this.raw) s.end();
+      this.finish();
+    }
     return ok;
   }
 
@@ -181,6 +202,8 @@ export class Http1ServerConnection {
   private bodyPaused = false;
   draining = false;
   private closed = false;
+  /** The upgrade request whose connection now carries raw bytes to it. */
+  private tunnel: Http1ServerStream | undefined;
   private requests = 0;
   private headersTimer: NodeJS.Timeout | undefined;
   private durationTimer: NodeJS.Timeout | undefined;
@@ -197,7 +220,9 @@ export class Http1ServerConnection {
       {
         onHead: (h) => this.onHead(h),
         onBody: (c) => this.active?.body.push(c),
-        onComplete: (t) => this.active?.body.end(t),
+        onComplete: (t) => {
+          if (!this.active?.upgradeRequest) this.active?.body.end(t);
+        },
       },
     );
     socket.on('data', (c: Buffer) => this.onData(c));
@@ -224,6 +249,10 @@ export class Http1ServerConnection {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.tunnel) {
+      this.tunnel.body.push(chunk);
+      return;
+    }
     if (this.readPaused) {
       this.backlog = this.backlog ? Buffer.concat([this.backlog, chunk]) : chunk;
       return;
@@ -255,6 +284,12 @@ export class Http1ServerConnection {
       throw e;
     }
     if (this.parser.messageComplete) {
+      if (this.active?.upgradeRequest) {
+        // Bytes after an upgrade request are the tunnel's, whatever the upstream answers.
+        this.tunnel = this.active;
+        if (rest?.length) this.tunnel.body.push(rest);
+        return;
+      }
       if (this.active && !this.active.finished) {
         // A pipelined request waits until the current response is done.
         this.readPaused = true;
@@ -286,7 +321,8 @@ export class Http1ServerConnection {
     const stream = new Http1ServerStream(this, h, h.minor === 0 ? 'HTTP/1.0' : 'HTTP/1.1', this.scheme);
     this.active = stream;
     // No body: the request ends with its headers (the router then sends none upstream).
-    if (!h.chunked && h.contentLength <= 0) stream.body.end();
+    // An upgrade request's "body" is the tunnel that may follow.
+    if (!h.chunked && h.contentLength <= 0 && !stream.upgradeRequest) stream.body.end();
     const expect = stream.headers.expect;
     if (typeof expect === 'string' && expect.toLowerCase() === '100-continue' && h.minor === 1) {
       delete stream.headers.expect;
@@ -343,6 +379,11 @@ export class Http1ServerConnection {
   }
 
   private onEnd(): void {
+    if (this.tunnel) {
+      // The client half-closed the tunnel: the FIN travels to the upstream.
+      this.tunnel.body.end();
+      return;
+    }
     // The client half-closed. Finish the response in progress (it may still be read);
     // with nothing in flight, close.
     const outcome = this.parser.finish();
@@ -350,7 +391,12 @@ export class Http1ServerConnection {
       this.socket.end();
       return;
     }
-    if (outcome === 'truncated') this.active.body.end();
+    // A request cut short: HTTP/1 has no half-close, so the stream is reset (Envoy's behaviour)
+    // rather than a truncated request being passed on as complete.
+    if (outcome === 'truncated') {
+      this.active.abort();
+      this.socket.destroy();
+    }
   }
 
   private onClose(): void {

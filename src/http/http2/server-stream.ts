@@ -62,7 +62,7 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
         continue;
       out[k] = headers[k];
     }
-    out.date = httpDate();
+    if (out.date === undefined) out.date = httpDate();
     this.stream.respond(out, { endStream, waitForTrailers: !endStream });
     if (endStream) this.finished = true;
   }
