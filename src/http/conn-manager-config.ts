@@ -32,8 +32,6 @@ export interface ConnectionManagerConfig {
   maxHeadersCount: number;
   /** http_protocol_options.accept_http_10. */
   acceptHttp10: boolean;
-  /** Request body bytes held before reading pauses (the listener's per_connection_buffer_limit_bytes, 1 MiB). */
-  bufferLimitBytes: number;
   /** Downstream connection idle timeout (common_http_protocol_options.idle_timeout), ms; Envoy's default 1 h. */
   idleTimeoutMs: number;
   /** stream_idle_timeout (default 5 min; 0 disables), ms. */
@@ -126,7 +124,6 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     maxRequestHeadersKb: r.num('max_request_headers_kb', 60),
     maxHeadersCount,
     acceptHttp10,
-    bufferLimitBytes: 1024 * 1024,
     idleTimeoutMs,
     streamIdleTimeoutMs: r.durationMs('stream_idle_timeout', 300_000),
     requestTimeoutMs: r.durationMs('request_timeout', 0),

@@ -202,7 +202,7 @@ export class ConnectionManager implements NetworkFilter {
         maxHeaderCount: cfg.maxHeadersCount,
         idleTimeoutMs: cfg.idleTimeoutMs,
         acceptHttp10: cfg.acceptHttp10,
-        bufferLimit: cfg.bufferLimitBytes,
+        bufferLimit: conn.bufferLimit,
         serverName: cfg.serverName,
         requestHeadersTimeoutMs: cfg.requestHeadersTimeoutMs,
         maxConnectionDurationMs: cfg.maxConnectionDurationMs,
@@ -228,7 +228,7 @@ export class ConnectionManager implements NetworkFilter {
           stream.close(2);
           return;
         }
-        this.onStream(new Http2ServerStreamAdapter(stream, headers, this.config.bufferLimitBytes), conn);
+        this.onStream(new Http2ServerStreamAdapter(stream, headers, conn.bufferLimit), conn);
       });
       // 'session' is emitted synchronously inside emit('connection'): tie it to its connection.
       this.h2.on('session', (session) => {

@@ -21,6 +21,8 @@ export interface ListenerConfig {
   filterChains: FilterChainConfig[];
   defaultFilterChain: FilterChainConfig | undefined;
   listenerFilters: ListenerFilterFactory[];
+  /** per_connection_buffer_limit_bytes (default 1 MiB): bytes buffered per connection before reading pauses. */
+  bufferLimitBytes: number;
   /** listener_filters_timeout (default 15 s; 0 = none). */
   listenerFiltersTimeoutMs: number;
   continueOnListenerFiltersTimeout: boolean;
@@ -59,6 +61,7 @@ export function compileListener(r: Reader, ctx: FactoryContext, index: number): 
     filterChains: chains,
     defaultFilterChain,
     listenerFilters,
+    bufferLimitBytes: r.num('per_connection_buffer_limit_bytes', 1024 * 1024),
     listenerFiltersTimeoutMs: r.durationMs('listener_filters_timeout', 15000),
     continueOnListenerFiltersTimeout: r.bool('continue_on_listener_filters_timeout'),
   };

@@ -180,6 +180,7 @@ export class ActiveListener {
       tls: isTls,
       serverName,
       alpn,
+      bufferLimit: this.config.bufferLimitBytes,
     };
     for (const factory of chain.filterFactories) {
       if (factory.createFilter().onNewConnection(conn) === NetworkFilterStatus.StopIteration) return;

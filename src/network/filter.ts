@@ -20,6 +20,8 @@ export interface DownstreamConnection {
   /** SNI and ALPN, when known (tls_inspector or a TLS transport socket). */
   readonly serverName: string;
   readonly alpn: string;
+  /** The listener's per_connection_buffer_limit_bytes. */
+  readonly bufferLimit: number;
 }
 
 export interface NetworkFilter {

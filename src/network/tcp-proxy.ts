@@ -124,7 +124,7 @@ class TcpProxyFilter implements NetworkFilter {
         connected = true;
         pending = undefined;
         cluster.stats.upstream_cx_active.inc();
-        this.bridge(down, up);
+        this.bridge(down, up, conn.bufferLimit);
       });
       up.once('error', (e) => {
         clearTimeout(timer);
@@ -144,7 +144,7 @@ class TcpProxyFilter implements NetworkFilter {
     return NetworkFilterStatus.StopIteration;
   }
 
-  private bridge(down: net.Socket, up: net.Socket): void {
+  private bridge(down: net.Socket, up: net.Socket, limit: number): void {
     const stats = this.stats;
     const idle = this.cfg.idleTimeoutMs;
     const onIdle = () => {
@@ -158,14 +158,15 @@ class TcpProxyFilter implements NetworkFilter {
     }
     down.on('data', (chunk: Buffer) => {
       stats.downstream_cx_rx_bytes_total.inc(chunk.length);
-      if (!up.write(chunk)) {
+      // Pause reading only past per_connection_buffer_limit_bytes of unsent data.
+      if (!up.write(chunk) && up.writableLength >= limit) {
         down.pause();
         up.once('drain', () => down.resume());
       }
     });
     up.on('data', (chunk: Buffer) => {
       stats.downstream_cx_tx_bytes_total.inc(chunk.length);
-      if (!down.write(chunk)) {
+      if (!down.write(chunk) && down.writableLength >= limit) {
         up.pause();
         down.once('drain', () => up.resume());
       }

@@ -49,6 +49,16 @@ export interface ClusterRouteAction {
   hashPolicy?: HashPolicy;
   /** Route-level upgrade_configs (override the HCM's). */
   upgrades?: Map<string, boolean>;
+  mirrors?: MirrorPolicy[];
+}
+
+/** request_mirror_policies: shadow traffic, sent and forgotten. */
+export interface MirrorPolicy {
+  cluster?: string;
+  clusterHeader?: string;
+  /** Whether to mirror this request (runtime_fraction's default); undefined = always. */
+  sample?: () => boolean;
+  appendShadowSuffix: boolean;
 }
 
 export interface RedirectRouteAction {
@@ -267,17 +277,7 @@ function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: 
   const queryMatchers = m.list('query_parameters').map(compileQueryMatcher);
   const grpc = m.msg('grpc') !== undefined;
   const fraction = m.msg('runtime_fraction');
-  let sample: (() => boolean) | undefined;
-  if (fraction) {
-    // The runtime key is read for its default only: Herald's runtime has no overrides yet.
-    fraction.ignore('runtime_key');
-    const dv = fraction.msg('default_value');
-    const num = dv?.num('numerator', 0) ?? 0;
-    const den = { HUNDRED: 100, TEN_THOUSAND: 10000, MILLION: 1000000 }[
-      dv?.enum('denominator', 'HUNDRED') ?? 'HUNDRED'
-    ];
-    sample = () => Math.floor(Math.random() * den) < num;
-  }
+  const sample = fraction ? compileFraction(fraction) : undefined;
   if (m.has('dynamic_metadata')) throw m.error('dynamic_metadata', 'not supported');
   if (m.has('filter_state')) throw m.error('filter_state', 'not supported');
   if (m.has('tls_context')) throw m.error('tls_context', 'not supported yet');
@@ -297,6 +297,17 @@ function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: 
     return true;
   };
   return matchedPrefix !== undefined ? { matches, matchedPrefix } : { matches };
+}
+
+/** core.v3.RuntimeFractionalPercent, by its default value (Herald's runtime has no overrides yet). */
+function compileFraction(fraction: Reader): () => boolean {
+  fraction.ignore('runtime_key');
+  const dv = fraction.msg('default_value');
+  const num = dv?.num('numerator', 0) ?? 0;
+  const den = { HUNDRED: 100, TEN_THOUSAND: 10000, MILLION: 1000000 }[
+    dv?.enum('denominator', 'HUNDRED') ?? 'HUNDRED'
+  ];
+  return () => Math.floor(Math.random() * den) < num;
 }
 
 function parseQuery(q: string): Map<string, string> {
@@ -481,6 +492,20 @@ function compileRouteAction(r: Reader, known: ReadonlySet<string> | undefined): 
   if (hp) action.hashPolicy = hp;
   const up = compileUpgradeConfigs(r);
   if (up.size) action.upgrades = up;
+  const mirrors = r.list('request_mirror_policies').map((m): MirrorPolicy => {
+    const p: MirrorPolicy = { appendShadowSuffix: !m.bool('disable_shadow_host_suffix_append') };
+    const kind = m.oneof('cluster', 'cluster_header');
+    if (kind === 'cluster') {
+      p.cluster = m.str('cluster', '');
+      checkCluster(m, 'cluster', p.cluster);
+    } else if (kind === 'cluster_header') p.clusterHeader = m.str('cluster_header', '').toLowerCase();
+    else throw m.error(undefined, "one of 'cluster' or 'cluster_header' is required");
+    const fr = m.msg('runtime_fraction');
+    if (fr) p.sample = compileFraction(fr);
+    if (m.has('trace_sampled')) m.raw('trace_sampled'); // tracing is not supported; it only affects spans
+    return p;
+  });
+  if (mirrors.length) action.mirrors = mirrors;
   return action;
 }
 

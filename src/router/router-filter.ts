@@ -283,6 +283,7 @@ class RouterFilter implements HttpFilter {
     );
     this.upstream = upstream;
     cb.onDownstreamReset(() => this.abortUpstream());
+    const shadows = action.mirrors ? this.startShadows(action, h, endStream, timeoutMs) : undefined;
 
     const startTimer = () => {
       if (timeoutMs > 0 && !this.responseStarted && !this.done) {
@@ -299,6 +300,7 @@ class RouterFilter implements HttpFilter {
     // Stream the request body with backpressure both ways.
     body.consume(
       (chunk) => {
+        if (shadows) for (const sh of shadows) sh.sendData(chunk, false);
         if (!upstream.sendData(chunk, false)) {
           body.pause();
           upstream.onDrain(() => body.resume());
@@ -307,9 +309,57 @@ class RouterFilter implements HttpFilter {
       (trailers) => {
         if (trailers) upstream.sendTrailers(trailers);
         else upstream.sendData(EMPTY, true);
+        if (shadows)
+          for (const sh of shadows) trailers ? sh.sendTrailers(trailers) : sh.sendData(EMPTY, true);
         startTimer();
       },
     );
+  }
+
+  /**
+   * request_mirror_policies: a copy of the request to each mirror cluster (host with "-shadow"),
+   * its response and failures ignored; bounded by the route timeout.
+   */
+  private startShadows(
+    action: ClusterRouteAction,
+    h: Headers,
+    endStream: boolean,
+    timeoutMs: number,
+  ): UpstreamRequest[] {
+    const out: UpstreamRequest[] = [];
+    for (const m of action.mirrors ?? []) {
+      if (m.sample && !m.sample()) continue;
+      let name = m.cluster;
+      if (name === undefined) {
+        const v = h[m.clusterHeader ?? ''];
+        name = Array.isArray(v) ? v[0] : v;
+      }
+      const cluster = name ? this.ctx.clusterManager.get(name) : undefined;
+      const host = cluster?.chooseHost();
+      if (!cluster || !host) continue;
+      const sh: Headers = { ...h };
+      if (m.appendShadowSuffix) sh[':authority'] = shadowAuthority(String(h[':authority'] ?? ''));
+      cluster.stats.upstream_rq_total.inc();
+      let timer: NodeJS.Timeout | undefined;
+      const req = cluster.pools.forHost(host).newStream(
+        sh,
+        { endStream, connectTimeoutMs: cluster.config.connectTimeoutMs },
+        {
+          onHeaders: (status, _h, end) => {
+            cluster.stats.responseCode(status);
+            if (end) clearTimeout(timer);
+          },
+          onData: (_c, end) => {
+            if (end) clearTimeout(timer);
+          },
+          onTrailers: () => clearTimeout(timer),
+          onReset: () => clearTimeout(timer),
+        },
+      );
+      if (timeoutMs > 0) timer = setTimeout(() => req.abort(), timeoutMs).unref();
+      out.push(req);
+    }
+    return out;
   }
 
   private onTimeout(): void {
@@ -383,6 +433,12 @@ function pickWeighted(clusters: WeightedClusterEntry[], total: number): Weighted
     x -= c.weight;
   }
   return clusters[clusters.length - 1]!;
+}
+
+/** Envoy's shadow host: "-shadow" appended to the host name (before any port). */
+function shadowAuthority(authority: string): string {
+  const host = hostWithoutPort(authority);
+  return `${host}-shadow${authority.slice(host.length)}`;
 }
 
 function appendHeader(h: Headers, name: string, value: string): void {

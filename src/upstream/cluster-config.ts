@@ -38,6 +38,8 @@ export interface ClusterConfig {
   idleTimeoutMs: number;
   /** common_http_protocol_options.max_requests_per_connection; 0 = unlimited. */
   maxRequestsPerConnection: number;
+  /** per_connection_buffer_limit_bytes (default 1 MiB) for upstream connections. */
+  bufferLimitBytes: number;
   /** UpstreamTlsContext, when the cluster has a TLS transport socket. */
   tls: UpstreamTlsConfig | undefined;
   /** Overprovisioning factor for priority load, in percent (Envoy: 140). */
@@ -86,6 +88,7 @@ export function compileCluster(r: Reader): ClusterConfig {
     maxRequestsPerConnection: r.num('max_requests_per_connection', 0),
     overprovisioningFactor: 140,
     tls: undefined,
+    bufferLimitBytes: r.num('per_connection_buffer_limit_bytes', 1024 * 1024),
   };
   const ts = r.msg('transport_socket');
   if (ts) cfg.tls = compileUpstreamTransport(ts);

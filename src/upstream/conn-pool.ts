@@ -35,6 +35,7 @@ export class ConnPoolSet {
               {
                 idleTimeoutMs: cfg.idleTimeoutMs,
                 maxRequestsPerConnection: cfg.maxRequestsPerConnection,
+                bufferLimit: cfg.bufferLimitBytes,
               },
               cfg.tls,
             );

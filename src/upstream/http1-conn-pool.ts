@@ -16,6 +16,8 @@ import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './ups
 const log = logger('pool');
 
 export interface Http1PoolOptions {
+  /** per_connection_buffer_limit_bytes: unsent request bytes before the sender waits. */
+  bufferLimit: number;
   idleTimeoutMs: number;
   /** 0 = unlimited. */
   maxRequestsPerConnection: number;
@@ -45,6 +47,7 @@ class Http1UpstreamStream implements UpstreamRequest {
       if (chunk.length) ok = writeChunk(s, chunk);
       if (endStream) ok = s.write(LAST_CHUNK);
     } else if (chunk.length) ok = s.write(chunk);
+    if (!ok && s.writableLength < this.conn.pool.options.bufferLimit) ok = true;
     if (endStream && this.tunnel) {
       s.end(); // half-close the tunnel
       return ok;
@@ -65,7 +68,8 @@ class Http1UpstreamStream implements UpstreamRequest {
   }
 
   onDrain(cb: () => void): void {
-    this.conn.socket.once('drain', cb);
+    if (!this.conn.socket.writableNeedDrain) queueMicrotask(cb);
+    else this.conn.socket.once('drain', cb);
   }
 
   abort(): void {
@@ -96,7 +100,7 @@ export class Http1ClientConnection {
   private connectTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly pool: Http1ConnPool,
+    readonly pool: Http1ConnPool,
     host: Host,
     connectTimeoutMs: number,
   ) {

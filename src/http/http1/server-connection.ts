@@ -135,6 +135,9 @@ class Http1ServerStream implements ServerStream, ResponseSink {
     } else if (chunk.length) {
       ok = s.write(chunk);
     }
+    // Backpressure at per_connection_buffer_limit_bytes: keep writing while the socket's
+    // buffer is under the limit; past it, the caller waits for 'drain'.
+    if (!ok && s.writableLength < this.conn.options.bufferLimit) ok = true;
     if (endStream) {
       // A tunnel's upstream half-closed: pass the FIN on; the client may still send.
       if (this.raw) s.end();
@@ -151,6 +154,10 @@ class Http1ServerStream implements ServerStream, ResponseSink {
   }
 
   onDrain(cb: () => void): void {
+    if (!this.conn.socket.writableNeedDrain) {
+      queueMicrotask(cb);
+      return;
+    }
     if (this.drainCbs.length === 0) this.conn.socket.once('drain', () => this.flushDrain());
     this.drainCbs.push(cb);
   }
