@@ -1,5 +1,7 @@
 // config.cluster.v3.Cluster -> ClusterConfig (plain data, safe to hand to workers).
 import type { Reader } from '../config/reader.js';
+import type { LbPolicyConfig } from '../extensions/load_balancing_policies/policies.js';
+import { registry } from '../extensions/registry.js';
 import { compileAddress, type SocketAddress } from '../network/address.js';
 import { compileUpstreamTransport, type UpstreamTlsConfig } from './transport-socket.js';
 
@@ -55,7 +57,16 @@ export function compileCluster(r: Reader): ClusterConfig {
   if (!['STATIC', 'STRICT_DNS', 'LOGICAL_DNS'].includes(type))
     throw r.error('type', `cluster type ${type} is not supported yet`);
   const lbPolicy = r.enum<string>('lb_policy', 'ROUND_ROBIN');
-  if (!['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM', 'RING_HASH', 'MAGLEV'].includes(lbPolicy))
+  if (
+    ![
+      'ROUND_ROBIN',
+      'LEAST_REQUEST',
+      'RANDOM',
+      'RING_HASH',
+      'MAGLEV',
+      'LOAD_BALANCING_POLICY_CONFIG',
+    ].includes(lbPolicy)
+  )
     throw r.error('lb_policy', `lb_policy ${lbPolicy} is not supported yet`);
   let choiceCount = 2;
   const lr = r.msg('least_request_lb_config');
@@ -92,6 +103,31 @@ export function compileCluster(r: Reader): ClusterConfig {
   };
   const ts = r.msg('transport_socket');
   if (ts) cfg.tls = compileUpstreamTransport(ts);
+
+  const lbp = r.msg('load_balancing_policy');
+  if (lbp) {
+    // The first policy Herald implements wins (Envoy's rule); names are informational.
+    let chosen: LbPolicyConfig | undefined;
+    const policies = lbp.list('policies');
+    for (const p of policies) {
+      const tec = p.msg('typed_extension_config')!;
+      const cfgR = tec.msg('typed_config');
+      tec.str('name');
+      if (!chosen && cfgR && registry.byTypeUrl('lb_policy', cfgR.typeUrl ?? '')) {
+        chosen = registry
+          .byTypeUrl('lb_policy', cfgR.typeUrl ?? '')!
+          .create(cfgR, undefined as never) as LbPolicyConfig;
+      } else if (cfgR) {
+        cfgR.ignore(...Object.keys(cfgR.value)); // a fallback Herald does not use
+      }
+    }
+    if (!chosen)
+      throw lbp.error('policies', 'none of the listed load-balancing policies is supported by Herald');
+    cfg.lbPolicy = chosen.policy;
+    if (chosen.choiceCount !== undefined) cfg.leastRequestChoiceCount = chosen.choiceCount;
+    if (chosen.ringHash) cfg.ringHash = chosen.ringHash;
+    if (chosen.maglevTableSize !== undefined) cfg.maglevTableSize = chosen.maglevTableSize;
+  }
 
   const la = r.msg('load_assignment');
   if (la) {

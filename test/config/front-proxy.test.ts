@@ -9,7 +9,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { request, type Running, startHerald, startUpstream, type Upstream } from '../helpers/harness.js';
+import { type Running, request, startHerald, startUpstream, type Upstream } from '../helpers/harness.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const file = path.resolve(root, '../shared/envoy-configs/front-proxy/envoy.yaml');
@@ -23,10 +23,20 @@ describe('front-proxy example', { skip: !fs.existsSync(file) && 'corpus not pres
     s2 = await startUpstream('service 2');
     const yaml = fs
       .readFileSync(file, 'utf8')
-      .replace(/address: service-envoy-1\n(\s+)port_value: 8000/, `address: 127.0.0.1\n$1port_value: ${s1.port}`)
-      .replace(/address: service-envoy-2\n(\s+)port_value: 8000/, `address: 127.0.0.1\n$1port_value: ${s2.port}`)
+      .replace(
+        /address: service-envoy-1\n(\s+)port_value: 8000/,
+        `address: 127.0.0.1\n$1port_value: ${s1.port}`,
+      )
+      .replace(
+        /address: service-envoy-2\n(\s+)port_value: 8000/,
+        `address: 127.0.0.1\n$1port_value: ${s2.port}`,
+      )
       .replace(/address: 0\.0\.0\.0\n(\s+)port_value: \d+/g, 'address: 127.0.0.1\n$1port_value: 0');
-    assert.doesNotMatch(yaml, /service-envoy-|port_value: (8080|8443|8001)/, 'every docker-only address was replaced');
+    assert.doesNotMatch(
+      yaml,
+      /service-envoy-|port_value: (8080|8443|8001)/,
+      'every docker-only address was replaced',
+    );
     h = await startHerald(yaml);
   });
   after(async () => {

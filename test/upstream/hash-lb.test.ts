@@ -39,9 +39,24 @@ describe('consistent-hash load balancing (RING_HASH, MAGLEV) with hash_policy', 
 - match: { prefix: /ring/none }
   route: { cluster: ring }
 - match: { prefix: /maglev }
-  route: { cluster: maglev, hash_policy: [{ header: { header_name: x-user } }] }`,
+  route: { cluster: maglev, hash_policy: [{ header: { header_name: x-user } }] }
+- match: { prefix: /typed }
+  route: { cluster: typed, hash_policy: [{ header: { header_name: x-user } }] }`,
         clusters: `${cluster('ring', ports, 'RING_HASH', '  ring_hash_lb_config: { minimum_ring_size: 128 }')}
-${cluster('maglev', ports, 'MAGLEV', '  maglev_lb_config: { table_size: 251 }')}`,
+${cluster('maglev', ports, 'MAGLEV', '  maglev_lb_config: { table_size: 251 }')}
+${cluster(
+  'typed',
+  ports,
+  'LOAD_BALANCING_POLICY_CONFIG',
+  `  load_balancing_policy:
+    policies:
+    - typed_extension_config:
+        name: envoy.load_balancing_policies.client_side_weighted_round_robin
+        typed_config: { "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin }
+    - typed_extension_config:
+        name: envoy.load_balancing_policies.maglev
+        typed_config: { "@type": type.googleapis.com/envoy.extensions.load_balancing_policies.maglev.v3.Maglev, table_size: 257 }`,
+)}`,
       }),
     );
   });
@@ -56,7 +71,8 @@ ${cluster('maglev', ports, 'MAGLEV', '  maglev_lb_config: { table_size: 251 }')}
     return r.body;
   }
 
-  for (const prefix of ['/ring/header', '/maglev']) {
+  // /typed: load_balancing_policy lists a policy Herald lacks first; the next (Maglev) is used.
+  for (const prefix of ['/ring/header', '/maglev', '/typed']) {
     it(`${prefix}: the same x-user always reaches the same host, and users spread over hosts`, async () => {
       const seen = new Set<string>();
       for (let u = 0; u < 40; u++) {
