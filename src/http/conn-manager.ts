@@ -12,6 +12,7 @@ import os from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { Headers } from '../common/substitution-formatter.js';
 import { type DownstreamConnection, type NetworkFilter, NetworkFilterStatus } from '../network/filter.js';
+import { canPeek, type PeekDecision, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
 import type { Counter, Gauge, StatsScope } from '../stats/store.js';
 import { ActiveStream, stripHopByHop } from './active-stream.js';
@@ -23,6 +24,13 @@ import { Http2ServerStreamAdapter } from './http2/server-stream.js';
 import { transformPath } from './path-utility.js';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+/** Enough bytes to tell the HTTP/2 preface from anything else? */
+function isPrefaceDecided(data: Buffer): PeekDecision {
+  const n = Math.min(data.length, H2_PREFACE.length);
+  if (!data.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return 'done';
+  return data.length >= H2_PREFACE.length ? 'done' : 'more';
+}
 
 export class HttpConnectionManagerStats {
   readonly downstream_cx_total: Counter;
@@ -172,6 +180,21 @@ export class ConnectionManager implements NetworkFilter {
 
   /** codec_type AUTO without TLS: HTTP/2 if the client opens with the connection preface. */
   private sniff(socket: Socket, conn: DownstreamConnection): void {
+    if (canPeek(socket)) {
+      // Peek, so that HTTP/2 keeps the socket's native handle.
+      peekUntil(socket, H2_PREFACE.length, 1000, isPrefaceDecided, (data, outcome) => {
+        if (outcome === 'closed') socket.destroy();
+        else if (outcome === 'gave_up') this.sniffByReading(socket, conn);
+        else if (data && data.equals(H2_PREFACE)) this.toHttp2(socket);
+        else this.toHttp1(socket, conn);
+      });
+      return;
+    }
+    this.sniffByReading(socket, conn);
+  }
+
+  private sniffByReading(socket: Socket, conn: DownstreamConnection): void {
+    socket.resume();
     let seen: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       seen = seen.length ? Buffer.concat([seen, chunk]) : chunk;

@@ -5,6 +5,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { logger } from '../common/logger.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
+import { canPeek, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
 import type { Counter, Gauge, StatsStore } from '../stats/store.js';
 import { type ConnectionFacts, selectFilterChain } from './filter-chain-match.js';
@@ -32,7 +33,11 @@ export class ActiveListener {
     readonly config: ListenerConfig,
     private readonly stats: StatsStore,
   ) {
-    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.onAccept(s));
+    // Paused on accept: nothing is read until a listener filter, codec or proxy asks, so the
+    // first bytes can be peeked and TLS/HTTP/2 can keep the socket's native handle.
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (s) =>
+      this.onAccept(s),
+    );
   }
 
   get name(): string {
@@ -75,12 +80,47 @@ export class ActiveListener {
       transportProtocol: 'raw_buffer',
       applicationProtocols: [],
     };
-    if (this.config.listenerFilters.length) this.runListenerFilters(socket, facts);
-    else this.onInspected(socket, facts, undefined);
+    if (this.config.listenerFilters.length === 0) this.onInspected(socket, facts, undefined);
+    else if (canPeek(socket)) this.peekListenerFilters(socket, facts);
+    else this.runListenerFilters(socket, facts);
+  }
+
+  /** Listener filters over peeked bytes: nothing is consumed. */
+  private peekListenerFilters(socket: net.Socket, facts: ConnectionFacts): void {
+    const filters = this.config.listenerFilters.map((f) => f.createFilter());
+    let pending = filters;
+    const max = Math.max(...filters.map((f) => f.maxBytes));
+    const timeout = this.config.listenerFiltersTimeoutMs;
+    const started = Date.now();
+    peekUntil(
+      socket,
+      max,
+      Math.min(timeout > 0 ? timeout : 1000, 1000),
+      (data) => {
+        pending = pending.filter((f) => f.inspect(data, facts) === InspectResult.NeedMoreData);
+        return pending.length === 0 ? 'done' : 'more';
+      },
+      (_data, outcome) => {
+        if (outcome === 'closed') socket.destroy();
+        else if (outcome === 'decided') this.onInspected(socket, facts, undefined);
+        // Silent for a while: read and replay instead of polling, within what is left of the timeout.
+        else
+          this.runListenerFilters(
+            socket,
+            facts,
+            timeout > 0 ? Math.max(1, timeout - (Date.now() - started)) : 0,
+          );
+      },
+    );
   }
 
   /** Reads the first bytes for the inspecting listener filters, then puts them back. */
-  private runListenerFilters(socket: net.Socket, facts: ConnectionFacts): void {
+  private runListenerFilters(
+    socket: net.Socket,
+    facts: ConnectionFacts,
+    timeoutMs = this.config.listenerFiltersTimeoutMs,
+  ): void {
+    socket.resume();
     const filters = this.config.listenerFilters.map((f) => f.createFilter());
     let pending = filters;
     let seen: Buffer = Buffer.alloc(0);
@@ -105,12 +145,12 @@ export class ActiveListener {
     const onEnd = () => finish();
     socket.on('data', onData);
     socket.on('end', onEnd);
-    if (this.config.listenerFiltersTimeoutMs > 0) {
+    if (timeoutMs > 0) {
       timer = setTimeout(() => {
         this.listenerFilterTimeouts.inc();
         if (this.config.continueOnListenerFiltersTimeout) finish();
         else socket.destroy();
-      }, this.config.listenerFiltersTimeoutMs);
+      }, timeoutMs);
     }
   }
 
