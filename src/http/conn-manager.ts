@@ -185,7 +185,7 @@ export class ConnectionManager implements NetworkFilter {
       peekUntil(socket, H2_PREFACE.length, 1000, isPrefaceDecided, (data, outcome) => {
         if (outcome === 'closed') socket.destroy();
         else if (outcome === 'gave_up') this.sniffByReading(socket, conn);
-        else if (data && data.equals(H2_PREFACE)) this.toHttp2(socket);
+        else if (data?.equals(H2_PREFACE)) this.toHttp2(socket);
         else this.toHttp1(socket, conn);
       });
       return;
