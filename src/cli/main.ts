@@ -2,7 +2,7 @@
 import { applyComponentLevels, logger, parseLevel, setAllLevels } from '../common/logger.js';
 import { ConfigError, ConfigErrors } from '../config/errors.js';
 import { demoConfigYaml, startDemoUpstreams } from '../demo/demo.js';
-import { Server, validateConfig } from '../server/server.js';
+import { Server } from '../server/server.js';
 import { VERSION } from '../server/version.js';
 import { type CliOptions, parseCli, USAGE, UsageError } from './args.js';
 
@@ -51,6 +51,8 @@ export async function main(argv: string[]): Promise<void> {
     if (opts.configPath === undefined && opts.configYaml === undefined)
       fail('herald: --mode validate needs -c FILE or --config-yaml');
     try {
+      // Loaded only here: the serving process never needs the protos' code in its own heap.
+      const { validateConfig } = await import('../server/validate.js');
       validateConfig(opts);
     } catch (e) {
       const lines = configErrorLines(e);

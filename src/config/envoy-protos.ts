@@ -129,12 +129,3 @@ export function envoyProtos(): EnvoyProtos {
   shared ??= new EnvoyProtos();
   return shared;
 }
-
-/**
- * Drops the loaded protos (about 20 MB of heap for a typical bootstrap). The
- * data path never reads them; the next config load or /config_dump reloads
- * what it needs.
- */
-export function releaseEnvoyProtos(): void {
-  shared = undefined;
-}

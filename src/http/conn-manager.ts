@@ -5,11 +5,12 @@
 // HTTP/1 is Herald's own codec (src/http/http1/); HTTP/2 is Node's http2
 // server, fed sockets directly (it never listens itself).
 import { randomUUID } from 'node:crypto';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import net from 'node:net';
 import os from 'node:os';
 import type { Duplex } from 'node:stream';
+import { http2Module } from '../common/lazy-modules.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import { type DownstreamConnection, type NetworkFilter, NetworkFilterStatus } from '../network/filter.js';
 import { canPeek, type PeekDecision, peekUntil } from '../network/peek.js';
@@ -244,7 +245,7 @@ export class ConnectionManager implements NetworkFilter {
   private toHttp2(socket: Socket | Duplex): void {
     this.stats.downstream_cx_http2_total.inc();
     if (!this.h2) {
-      this.h2 = http2.createServer({ maxHeaderListPairs: this.config.maxHeadersCount + 8 });
+      this.h2 = http2Module().createServer({ maxHeaderListPairs: this.config.maxHeadersCount + 8 });
       this.h2.on('stream', (stream, headers) => {
         const conn = sessionConn.get(stream.session as http2.Http2Session);
         if (!conn) {

@@ -2,7 +2,8 @@
 // TLS when the chain has a TLS transport socket, then hands the connection to
 // the chain's network filters.
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { tlsModule } from '../common/lazy-modules.js';
 import { logger } from '../common/logger.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
 import { canPeek, peekUntil } from '../network/peek.js';
@@ -174,7 +175,7 @@ export class ActiveListener {
       const t = chain.transport;
       // Bytes read by listener filters must reach TLS first: Node's TLS reads a socket's handle
       // directly, so after inspection it gets a stream that replays them.
-      const secure = new tls.TLSSocket(seen?.length ? replayingStream(socket, seen) : socket, {
+      const secure = new (tlsModule().TLSSocket)(seen?.length ? replayingStream(socket, seen) : socket, {
         isServer: true,
         secureContext: t.secureContext,
         ALPNProtocols: t.alpn.length ? t.alpn : undefined,

@@ -1,6 +1,7 @@
 // Downstream transport sockets: raw_buffer (plaintext) and tls
 // (DownstreamTlsContext), terminated with Node's TLS over the accepted socket.
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { tlsModule } from '../common/lazy-modules.js';
 import type { Reader } from '../config/reader.js';
 import type { FactoryContext } from '../extensions/registry.js';
 import { readDataSource } from '../router/route-config.js';
@@ -87,7 +88,7 @@ export function compileTransportSocket(r: Reader, _ctx: FactoryContext): Downstr
     : false;
   let secureContext: tls.SecureContext;
   try {
-    secureContext = tls.createSecureContext(opts);
+    secureContext = tlsModule().createSecureContext(opts);
   } catch (e) {
     throw common.error('tls_certificates', `invalid certificate or key: ${(e as Error).message}`);
   }

@@ -66,8 +66,15 @@ function cookieValue(h: Headers, name: string): string | undefined {
   return undefined;
 }
 
+let compiledAny = false;
+/** Whether any route of this process's config has a hash policy (the server then loads xxHash). */
+export function hashPolicyCompiled(): boolean {
+  return compiledAny;
+}
+
 export function compileHashPolicy(list: Reader[]): HashPolicy | undefined {
   if (list.length === 0) return undefined;
+  compiledAny = true;
   return new HashPolicy(
     list.map((r): Policy => {
       const terminal = r.bool('terminal');

@@ -3,12 +3,11 @@
 import { AdminServer } from '../admin/admin-server.js';
 import { logger } from '../common/logger.js';
 import { initHashing } from '../common/xxhash.js';
-import { loadBootstrap } from '../config/bootstrap-loader.js';
-import { releaseEnvoyProtos } from '../config/envoy-protos.js';
 import type { JsonObject } from '../config/proto-json.js';
 import { loadBootstrapIsolated } from '../config/proto-worker.js';
 import { registerBuiltinExtensions } from '../extensions/builtin.js';
 import { ActiveListener } from '../listener/listener.js';
+import { hashPolicyCompiled } from '../router/hash-policy.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
 import { type BootstrapConfig, type CompileOptions, compileBootstrap } from './bootstrap-config.js';
 import { ServerContext } from './server-context.js';
@@ -27,11 +26,10 @@ export interface ServerOptions extends CompileOptions {
   commandLine?: Record<string, unknown>;
 }
 
-/** Loads, validates and compiles a bootstrap without opening any socket (--mode validate). */
-export function validateConfig(opts: ServerOptions): BootstrapConfig {
-  registerBuiltinExtensions();
-  const canonical = loadBootstrap({ path: opts.configPath, configYaml: opts.configYaml });
-  return compileBootstrap(canonical, new ServerContext(), opts);
+function hashingNeeded(c: BootstrapConfig): boolean {
+  return (
+    hashPolicyCompiled() || c.clusters.some((x) => x.lbPolicy === 'RING_HASH' || x.lbPolicy === 'MAGLEV')
+  );
 }
 
 export class Server {
@@ -57,14 +55,13 @@ export class Server {
     return new Server(options, canonical);
   }
 
+  /** `canonical` is a bootstrap already validated against the protos (see Server.create). */
   constructor(
     readonly options: ServerOptions,
-    canonical?: JsonObject,
+    canonical: JsonObject,
   ) {
     registerBuiltinExtensions();
-    const bootstrap =
-      canonical ?? loadBootstrap({ path: options.configPath, configYaml: options.configYaml });
-    this.config = compileBootstrap(bootstrap, this.context, options);
+    this.config = compileBootstrap(canonical, this.context, options);
   }
 
   get version(): string {
@@ -80,7 +77,8 @@ export class Server {
   }
 
   async start(): Promise<void> {
-    await initHashing();
+    // xxHash (WebAssembly) only when a route hashes or a cluster balances by hash.
+    if (hashingNeeded(this.config)) await initHashing();
     const stats = this.context.stats;
     stats.gauge('server.concurrency').set(this.options.concurrency ?? 1);
     stats.gauge('server.live').set(0);
@@ -100,7 +98,6 @@ export class Server {
       this.listeners.push(l);
     }
     stats.gauge('listener_manager.total_listeners_active').set(this.listeners.length);
-    releaseEnvoyProtos();
     this.state = 'LIVE';
     stats.gauge('server.live').set(1);
     stats.gauge('server.state').set(0);

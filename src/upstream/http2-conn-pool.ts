@@ -1,6 +1,7 @@
 // Upstream HTTP/2: one multiplexed session per host (Node's http2 client),
 // replaced when it closes or receives GOAWAY.
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
+import { http2Module } from '../common/lazy-modules.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import type { ClusterStats } from './cluster.js';
 import type { Host } from './host.js';
@@ -71,7 +72,7 @@ export class Http2ConnPool {
     const host = this.host;
     const stats = this.stats;
     const tlsCfg = this.tls;
-    const session = http2.connect(`${tlsCfg ? 'https' : 'http'}://${host.addressString}`, {
+    const session = http2Module().connect(`${tlsCfg ? 'https' : 'http'}://${host.addressString}`, {
       createConnection: () =>
         connectToHost(
           host,

@@ -2,7 +2,8 @@
 // (UpstreamTlsContext). Connections to hosts are made here for every pool
 // and for tcp_proxy, so TLS is one code path.
 import net from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
+import { tlsModule } from '../common/lazy-modules.js';
 import type { Reader } from '../config/reader.js';
 import { readDataSource } from '../router/route-config.js';
 import type { Host } from './host.js';
@@ -136,10 +137,11 @@ export function connectToHost(
         );
       return undefined;
     }
-    if (tlsConfig.verify === 'chain_and_host') return tls.checkServerIdentity(o.servername ?? hostname, cert);
+    if (tlsConfig.verify === 'chain_and_host')
+      return tlsModule().checkServerIdentity(o.servername ?? hostname, cert);
     return undefined;
   };
-  const socket = tls.connect(o);
+  const socket = tlsModule().connect(o);
   socket.setNoDelay(true);
   return { socket, readyEvent: 'secureConnect' };
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { loadBootstrap } from '../../src/config/bootstrap-loader.js';
 import { ConfigErrors } from '../../src/config/errors.js';
-import { validateConfig } from '../../src/server/server.js';
+import { validateConfig } from '../../src/server/validate.js';
 
 function tmp(name: string, text: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-'));

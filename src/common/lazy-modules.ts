@@ -1,0 +1,13 @@
+// Node modules that only some configs need, loaded on first use: each costs
+// a few MB of memory, and a plaintext HTTP/1 proxy needs neither.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+export function http2Module(): typeof import('node:http2') {
+  return require('node:http2');
+}
+
+export function tlsModule(): typeof import('node:tls') {
+  return require('node:tls');
+}
