@@ -2,7 +2,6 @@
 // TLS when the chain has a TLS transport socket, then hands the connection to
 // the chain's network filters.
 import net from 'node:net';
-import type tls from 'node:tls';
 import { tlsModule } from '../common/lazy-modules.js';
 import { logger } from '../common/logger.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
