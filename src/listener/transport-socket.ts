@@ -2,6 +2,7 @@
 // (DownstreamTlsContext), terminated with Node's TLS over the accepted socket.
 import type tls from 'node:tls';
 import { tlsModule } from '../common/lazy-modules.js';
+import { applyTlsParams } from '../common/tls-params.js';
 import type { Reader } from '../config/reader.js';
 import type { FactoryContext } from '../extensions/registry.js';
 import { readDataSource } from '../router/route-config.js';
@@ -18,14 +19,6 @@ export interface DownstreamTransport {
   requestCert: boolean;
   requireClientCert: boolean;
 }
-
-const TLS_VERSIONS: Record<string, tls.SecureVersion | undefined> = {
-  TLS_AUTO: undefined,
-  TLSv1_0: 'TLSv1',
-  TLSv1_1: 'TLSv1.1',
-  TLSv1_2: 'TLSv1.2',
-  TLSv1_3: 'TLSv1.3',
-};
 
 export function compileTransportSocket(r: Reader, _ctx: FactoryContext): DownstreamTransport | undefined {
   const name = r.str('name', '');
@@ -67,16 +60,7 @@ export function compileTransportSocket(r: Reader, _ctx: FactoryContext): Downstr
   // Envoy's server defaults: TLS 1.2 to TLS 1.3.
   opts.minVersion = 'TLSv1.2';
   opts.maxVersion = 'TLSv1.3';
-  if (params) {
-    const min = TLS_VERSIONS[params.enum('tls_minimum_protocol_version', 'TLS_AUTO')];
-    const max = TLS_VERSIONS[params.enum('tls_maximum_protocol_version', 'TLS_AUTO')];
-    if (min) opts.minVersion = min;
-    if (max) opts.maxVersion = max;
-    const ciphers = params.strList('cipher_suites');
-    if (ciphers.length) opts.ciphers = ciphers.join(':');
-    const curves = params.strList('ecdh_curves');
-    if (curves.length) opts.ecdhCurve = curves.join(':');
-  }
+  applyTlsParams(params, opts);
   const vc = common.msg('validation_context');
   if (vc) {
     const ca = vc.msg('trusted_ca');

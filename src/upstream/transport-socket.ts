@@ -4,20 +4,13 @@
 import net from 'node:net';
 import type tls from 'node:tls';
 import { tlsModule } from '../common/lazy-modules.js';
+import { applyTlsParams } from '../common/tls-params.js';
 import type { Reader } from '../config/reader.js';
 import { readDataSource } from '../router/route-config.js';
 import type { Host } from './host.js';
 
 const RAW_BUFFER = 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer';
 const UPSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
-
-const TLS_VERSIONS: Record<string, tls.SecureVersion | undefined> = {
-  TLS_AUTO: undefined,
-  TLSv1_0: 'TLSv1',
-  TLSv1_1: 'TLSv1.1',
-  TLSv1_2: 'TLSv1.2',
-  TLSv1_3: 'TLSv1.3',
-};
 
 export interface UpstreamTlsConfig {
   options: tls.ConnectionOptions;
@@ -54,17 +47,7 @@ export function compileUpstreamTransport(r: Reader): UpstreamTlsConfig | undefin
     }
     const alpn = common.strList('alpn_protocols');
     if (alpn.length) options.ALPNProtocols = alpn;
-    const params = common.msg('tls_params');
-    if (params) {
-      const min = TLS_VERSIONS[params.enum('tls_minimum_protocol_version', 'TLS_AUTO')];
-      const max = TLS_VERSIONS[params.enum('tls_maximum_protocol_version', 'TLS_AUTO')];
-      if (min) options.minVersion = min;
-      if (max) options.maxVersion = max;
-      const ciphers = params.strList('cipher_suites');
-      if (ciphers.length) options.ciphers = ciphers.join(':');
-      const curves = params.strList('ecdh_curves');
-      if (curves.length) options.ecdhCurve = curves.join(':');
-    }
+    applyTlsParams(common.msg('tls_params'), options);
     const vc = common.msg('validation_context');
     if (vc) {
       const ca = vc.msg('trusted_ca');
