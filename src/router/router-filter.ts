@@ -240,7 +240,7 @@ class RouterFilter implements HttpFilter {
     const upgrade = cb.upgradeType !== undefined;
     const endStream = !upgrade && body.ended && body.bytes === 0;
     const start = process.hrtime.bigint();
-    const upstream = cluster.pools.forHost(host).newStream(
+    const upstream = cluster.pools.forHost(host, cb.downstream.protocol === 'HTTP/2').newStream(
       h,
       { endStream, upgrade, connectTimeoutMs: cluster.config.connectTimeoutMs },
       {
@@ -341,7 +341,7 @@ class RouterFilter implements HttpFilter {
       if (m.appendShadowSuffix) sh[':authority'] = shadowAuthority(String(h[':authority'] ?? ''));
       cluster.stats.upstream_rq_total.inc();
       let timer: NodeJS.Timeout | undefined;
-      const req = cluster.pools.forHost(host).newStream(
+      const req = cluster.pools.forHost(host, this.cb.downstream.protocol === 'HTTP/2').newStream(
         sh,
         { endStream, connectTimeoutMs: cluster.config.connectTimeoutMs },
         {

@@ -22,7 +22,8 @@ export interface LocalityEndpointsConfig {
   endpoints: EndpointConfig[];
 }
 
-export type UpstreamProtocol = 'http1' | 'http2';
+/** 'downstream': the same protocol as the request (use_downstream_protocol_config). */
+export type UpstreamProtocol = 'http1' | 'http2' | 'downstream';
 
 export interface ClusterConfig {
   name: string;
@@ -186,9 +187,21 @@ export function compileCluster(r: Reader): ClusterConfig {
       } else {
         throw explicit.error('http3_protocol_options', 'HTTP/3 upstreams are not supported');
       }
+    } else if (opts.has('use_downstream_protocol_config')) {
+      const d = opts.msg('use_downstream_protocol_config')!;
+      const h2 = d.msg('http2_protocol_options');
+      if (h2) readHttp2Options(h2);
+      const h1 = d.msg('http_protocol_options');
+      if (h1) readHttp1Options(h1);
+      if (d.has('http3_protocol_options'))
+        throw d.error('http3_protocol_options', 'HTTP/3 upstreams are not supported');
+      cfg.protocol = 'downstream';
     } else {
-      const which = opts.oneof('use_downstream_protocol_config', 'auto_config');
-      throw opts.error(which, `'${which}' is not supported yet; use explicit_http_config`);
+      const which = opts.oneof('auto_config');
+      throw opts.error(
+        which,
+        `'${which ?? 'upstream_protocol_options'}' is not supported yet; use explicit_http_config or use_downstream_protocol_config`,
+      );
     }
     const common = opts.msg('common_http_protocol_options');
     if (common) {

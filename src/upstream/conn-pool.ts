@@ -16,30 +16,32 @@ export class ConnPoolSet {
 
   constructor(private readonly cluster: Cluster) {}
 
-  forHost(host: Host): HostPool {
-    let p = this.pools.get(host.addressString);
+  /** The pool for a host; `downstreamHttp2` picks the protocol when the cluster follows the request's. */
+  forHost(host: Host, downstreamHttp2 = false): HostPool {
+    const cfg = this.cluster.config;
+    const h2 = cfg.protocol === 'http2' || (cfg.protocol === 'downstream' && downstreamHttp2);
+    const key = h2 && cfg.protocol === 'downstream' ? `h2|${host.addressString}` : host.addressString;
+    let p = this.pools.get(key);
     if (!p) {
-      const cfg = this.cluster.config;
-      p =
-        cfg.protocol === 'http2'
-          ? new Http2ConnPool(
-              host,
-              this.cluster.stats,
-              cfg.idleTimeoutMs,
-              cfg.maxRequestsPerConnection,
-              cfg.tls,
-            )
-          : new Http1ConnPool(
-              host,
-              this.cluster.stats,
-              {
-                idleTimeoutMs: cfg.idleTimeoutMs,
-                maxRequestsPerConnection: cfg.maxRequestsPerConnection,
-                bufferLimit: cfg.bufferLimitBytes,
-              },
-              cfg.tls,
-            );
-      this.pools.set(host.addressString, p);
+      p = h2
+        ? new Http2ConnPool(
+            host,
+            this.cluster.stats,
+            cfg.idleTimeoutMs,
+            cfg.maxRequestsPerConnection,
+            cfg.tls,
+          )
+        : new Http1ConnPool(
+            host,
+            this.cluster.stats,
+            {
+              idleTimeoutMs: cfg.idleTimeoutMs,
+              maxRequestsPerConnection: cfg.maxRequestsPerConnection,
+              bufferLimit: cfg.bufferLimitBytes,
+            },
+            cfg.tls,
+          );
+      this.pools.set(key, p);
     }
     return p;
   }
@@ -47,7 +49,7 @@ export class ConnPoolSet {
   /** Drops pools of hosts that left the cluster. */
   retainOnly(addresses: Set<string>): void {
     for (const [k, p] of this.pools) {
-      if (!addresses.has(k)) {
+      if (!addresses.has(k.startsWith('h2|') ? k.slice(3) : k)) {
         p.destroy();
         this.pools.delete(k);
       }
