@@ -45,6 +45,8 @@ export interface ConnectionManagerConfig {
   /** common_http_protocol_options.max_requests_per_connection (default unlimited: 0). */
   maxRequestsPerConnection: number;
   path: import('./path-utility.js').PathOptions;
+  /** strip_matching_host_port / strip_any_host_port: drop the port from :authority before routing. */
+  stripHostPort: 'none' | 'matching' | 'any';
   /** upgrade_configs: upgrade type (lower case) -> enabled. */
   upgrades: Map<string, boolean>;
   server: ServerContext;
@@ -131,6 +133,11 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     maxConnectionDurationMs,
     maxRequestsPerConnection,
     upgrades: compileUpgradeConfigs(r),
+    stripHostPort: r.bool('strip_any_host_port')
+      ? 'any'
+      : r.bool('strip_matching_host_port')
+        ? 'matching'
+        : 'none',
     path: {
       normalize: r.bool('normalize_path'),
       mergeSlashes: r.bool('merge_slashes'),

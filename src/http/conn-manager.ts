@@ -108,6 +108,14 @@ function replaying(socket: Socket, head: Buffer): Duplex {
   return d;
 }
 
+/** Removes the port from :authority: any port, or only the listener's own (`port` >= 0). */
+function stripPort(h: Headers, port: number): void {
+  const a = h[':authority'];
+  if (typeof a !== 'string') return;
+  const m = /^(\[[^\]]*\]|[^:]*):(\d+)$/.exec(a);
+  if (m && (port < 0 || Number(m[2]) === port)) h[':authority'] = m[1]!;
+}
+
 function isLoopback(a: string): boolean {
   return a === '::1' || a.startsWith('127.') || a.startsWith('::ffff:127.');
 }
@@ -318,6 +326,8 @@ export class ConnectionManager implements NetworkFilter {
       h.connection = 'upgrade';
       h.upgrade = upgradeType;
     }
+    if (this.config.stripHostPort !== 'none')
+      stripPort(h, this.config.stripHostPort === 'any' ? -1 : info.localPort);
     const pathResult = transformPath((h[':path'] as string | undefined) ?? '/', this.config.path);
     if (pathResult.kind === 'ok') h[':path'] = pathResult.path;
     const stream = new ActiveStream(this.config, s, info, stats, (a) => {

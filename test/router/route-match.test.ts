@@ -4,7 +4,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { bootstrap, hcmFilter, listener, type Obj } from '../helpers/data-path.js';
-import { type Running, request, startHerald, stat } from '../helpers/harness.js';
+import {
+  httpBootstrap,
+  type Running,
+  request,
+  startHerald,
+  startUpstream,
+  stat,
+  staticCluster,
+  type Upstream,
+} from '../helpers/harness.js';
 
 /** A route answering 200 with its own name as the body. */
 function named(name: string, match: Obj): Obj {
@@ -414,5 +423,42 @@ describe('route matching: no route', () => {
     await request(h.port(), { path: '/nothing', headers: { host: 'only.test' } });
     await request(h.port(), { path: '/only', headers: { host: 'nope.test' } });
     assert.equal(await stat(h.adminPort, 'http.nr.no_route'), before + 2);
+  });
+});
+
+describe('virtual host port handling (strip_any_host_port, strip_matching_host_port)', () => {
+  let up: Upstream;
+  let anyH: Running;
+  let matchH: Running;
+  before(async () => {
+    up = await startUpstream('up', (req, res) => res.end(String(req.headers.host)));
+    const cfg = (extra: string) =>
+      httpBootstrap({
+        hcmExtra: extra,
+        domains: '"example.com"',
+        routes: '- match: { prefix: / }\n  route: { cluster: up }',
+        clusters: staticCluster('up', [up.port]),
+      });
+    anyH = await startHerald(cfg('strip_any_host_port: true'));
+    matchH = await startHerald(cfg('strip_matching_host_port: true'));
+  });
+  after(async () => {
+    await anyH.stop();
+    await matchH.stop();
+    await up.close();
+  });
+
+  it('strip_any_host_port: example.com:1234 matches example.com and goes upstream without the port', async () => {
+    const r = await request(anyH.port(), { headers: { host: 'example.com:1234' } });
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'example.com');
+  });
+
+  it("strip_matching_host_port: only the listener's own port is stripped", async () => {
+    const own = await request(matchH.port(), { headers: { host: `example.com:${matchH.port()}` } });
+    assert.equal(own.status, 200);
+    assert.equal(own.body, 'example.com');
+    const other = await request(matchH.port(), { headers: { host: 'example.com:1' } });
+    assert.equal(other.status, 404);
   });
 });
