@@ -33,11 +33,16 @@ export interface ExtensionFactory<T = unknown> {
   category: ExtensionCategory;
   /** Validates the config once and returns what runs per connection/stream. */
   create(config: Reader, ctx: FactoryContext): T;
+  /** HTTP filters with per-route config: the type URLs accepted in typed_per_filter_config. */
+  routeConfigTypeUrls?: string[];
+  /** Compiles a route's (or virtual host's) typed_per_filter_config entry for this filter. */
+  createRouteConfig?(config: Reader): unknown;
 }
 
 export class ExtensionRegistry {
   private readonly byUrl = new Map<string, ExtensionFactory>();
   private readonly byName = new Map<string, ExtensionFactory>();
+  private readonly byRouteUrl = new Map<string, ExtensionFactory>();
 
   register<T>(factory: ExtensionFactory<T>): void {
     for (const url of factory.typeUrls) {
@@ -46,6 +51,13 @@ export class ExtensionRegistry {
       this.byUrl.set(key, factory as ExtensionFactory);
     }
     this.byName.set(`${factory.category}|${factory.name}`, factory as ExtensionFactory);
+    for (const url of factory.routeConfigTypeUrls ?? [])
+      this.byRouteUrl.set(url, factory as ExtensionFactory);
+  }
+
+  /** The HTTP filter whose per-route config has this type URL. */
+  byRouteConfigTypeUrl(typeUrl: string): ExtensionFactory | undefined {
+    return this.byRouteUrl.get(typeUrl);
   }
 
   byTypeUrl(category: ExtensionCategory, typeUrl: string): ExtensionFactory | undefined {

@@ -181,6 +181,19 @@ export class ActiveStream implements DecoderFilterCallbacks {
     this.cachedRoute = null;
   }
 
+  private perFilterEntry(filterName: string): { config: unknown; disabled: boolean } | undefined {
+    const r = this.route();
+    return (
+      r?.route.perFilterConfig?.get(filterName) ??
+      r?.vhost.perFilterConfig?.get(filterName) ??
+      this.config.routeTable.perFilterConfig?.get(filterName)
+    );
+  }
+
+  perFilterConfig<T>(filterName: string): T | undefined {
+    return this.perFilterEntry(filterName)?.config as T | undefined;
+  }
+
   start(): void {
     this.continueDecoding();
   }
@@ -188,11 +201,20 @@ export class ActiveStream implements DecoderFilterCallbacks {
   continueDecoding(): void {
     const endStream = this.stream.body.ended && this.stream.body.bytes === 0;
     while (this.decodeIndex < this.filters.length) {
-      const f = this.filters[this.decodeIndex++]!;
-      if (!f.decodeHeaders) continue;
+      const i = this.decodeIndex++;
+      const f = this.filters[i]!;
+      if (!f.decodeHeaders || this.disabledForRoute(i)) continue;
       if (f.decodeHeaders(this.requestHeaders, endStream) === FilterHeadersStatus.StopIteration) return;
       if (this.headersSent) return;
     }
+  }
+
+  /** A non-terminal filter the route turns off (FilterConfig.disabled), or one off by default that it does not turn on. */
+  private disabledForRoute(i: number): boolean {
+    const factory = this.config.filterFactories[i]!;
+    if (factory.terminal || !factory.configName) return false;
+    const e = this.perFilterEntry(factory.configName);
+    return e ? e.disabled : (factory.disabledByDefault ?? false);
   }
 
   encodeHeaders(status: number, headers: Headers, endStream: boolean): void {

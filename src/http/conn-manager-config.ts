@@ -73,7 +73,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
   const filters = r.list('http_filters');
   const filterFactories: HttpFilterFactory[] = [];
   filters.forEach((f, i) => {
-    if (f.bool('disabled')) throw f.error('disabled', 'disabled filters are not supported yet');
+    const disabled = f.bool('disabled');
     if (f.bool('is_optional')) {
       // An optional filter Herald does not know is skipped, as Envoy does.
       const url = (f.value.typed_config as Record<string, unknown> | undefined)?.['@type'];
@@ -82,7 +82,14 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
         return;
       }
     }
-    const factory = ctx.compileExtension<HttpFilterFactory>('http_filter', f);
+    const compiled = ctx.compileExtension<HttpFilterFactory>('http_filter', f);
+    if (disabled && compiled.terminal) throw f.error('disabled', 'the terminal filter cannot be disabled');
+    // Each HCM filter entry gets its own factory object carrying its config name.
+    const factory: HttpFilterFactory = {
+      ...compiled,
+      configName: f.str('name', ''),
+      disabledByDefault: disabled,
+    };
     if (factory.terminal && i !== filters.length - 1)
       throw f.error('name', `terminal filter '${factory.name}' must be the last HTTP filter`);
     if (!factory.terminal && i === filters.length - 1)

@@ -31,6 +31,8 @@ export interface StreamCallbacks {
   /** The route chosen for this request (computed on first use; cleared by clearRouteCache). */
   route(): { vhost: VirtualHost; route: Route } | undefined;
   clearRouteCache(): void;
+  /** The most specific typed_per_filter_config for a filter (route, then virtual host, then route config). */
+  perFilterConfig<T>(filterName: string): T | undefined;
   /** Values for command operators (%DOWNSTREAM_REMOTE_ADDRESS%, %REQ(x)%, ...). */
   formatContext(responseHeaders?: Headers): FormatContext;
   sendLocalReply(status: number, body: string, opts: LocalReplyOptions): void;
@@ -97,6 +99,10 @@ export type HttpFilter = StreamFilterBase & Partial<StreamDecoderFilter> & Parti
 /** What an HTTP filter factory returns: called once per stream to make that stream's filter. */
 export interface HttpFilterFactory {
   name: string;
+  /** The filter's name in the HCM config: the key of its typed_per_filter_config entries. */
+  configName?: string;
+  /** HttpFilter.disabled: off unless a route's FilterConfig turns it on. */
+  disabledByDefault?: boolean;
   /** True for the router: it ends the chain and proxies the request. */
   terminal: boolean;
   createFilter(ctx: HttpFilterContext): HttpFilter;

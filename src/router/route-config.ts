@@ -10,6 +10,7 @@ import {
 } from '../common/matchers.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import type { Reader } from '../config/reader.js';
+import { registry } from '../extensions/registry.js';
 import { compileUpgradeConfigs } from '../http/conn-manager-config.js';
 import { compileHeaderMutations, type HeaderMutations } from '../http/header-mutation.js';
 import { isGrpcContentType } from '../http/local-reply.js';
@@ -81,8 +82,15 @@ export interface DirectResponseRouteAction {
 
 export type RouteAction = ClusterRouteAction | RedirectRouteAction | DirectResponseRouteAction;
 
+/**
+ * typed_per_filter_config, keyed by the HTTP filter's config name. `disabled`
+ * (from a config.route.v3.FilterConfig) turns the filter off for the route.
+ */
+export type PerFilterConfigs = ReadonlyMap<string, { config: unknown; disabled: boolean }>;
+
 export interface Route {
   name: string;
+  perFilterConfig?: PerFilterConfigs;
   matches: RouteMatcher;
   /** For prefix_rewrite: the length of the matched prefix, or -1 for an exact path / regex. */
   matchedPrefix?: string;
@@ -93,6 +101,7 @@ export interface Route {
 
 export interface VirtualHost {
   name: string;
+  perFilterConfig?: PerFilterConfigs;
   routes: Route[];
   requestMutations: HeaderMutations;
   responseMutations: HeaderMutations;
@@ -110,6 +119,7 @@ export class RouteTable {
     readonly requestMutations: HeaderMutations,
     readonly responseMutations: HeaderMutations,
     readonly ignorePortInHostMatching: boolean,
+    readonly perFilterConfig: PerFilterConfigs | undefined,
   ) {}
 
   findVirtualHost(authority: string): VirtualHost | undefined {
@@ -186,6 +196,7 @@ export function compileRouteConfiguration(r: Reader, opts: RouteCompileOptions):
     compileHeaderMutations(r, 'request'),
     compileHeaderMutations(r, 'response'),
     r.bool('ignore_port_in_host_matching'),
+    compilePerFilterConfig(r),
   );
 }
 
@@ -193,12 +204,51 @@ function compileVirtualHost(r: Reader, known: ReadonlySet<string> | undefined): 
   const name = r.str('name', '');
   const requireTls = r.enum('require_tls', 'NONE');
   if (requireTls !== 'NONE') throw r.error('require_tls', 'require_tls is not supported yet');
+  const pfc = compilePerFilterConfig(r);
   return {
     name,
     routes: r.list('routes').map((rr) => compileRoute(rr, known)),
     requestMutations: compileHeaderMutations(r, 'request'),
     responseMutations: compileHeaderMutations(r, 'response'),
+    ...(pfc ? { perFilterConfig: pfc } : {}),
   };
+}
+
+const FILTER_CONFIG_TYPE = 'type.googleapis.com/envoy.config.route.v3.FilterConfig';
+
+/** typed_per_filter_config: each entry compiled by the HTTP filter that owns its type. */
+export function compilePerFilterConfig(r: Reader): PerFilterConfigs | undefined {
+  const entries = r.map('typed_per_filter_config');
+  if (entries.size === 0) return undefined;
+  const out = new Map<string, { config: unknown; disabled: boolean }>();
+  for (const [name, any] of entries) {
+    let cfg: Reader | undefined = any;
+    let optional = false;
+    let disabled = false;
+    if (any.typeUrl === FILTER_CONFIG_TYPE) {
+      optional = any.bool('is_optional');
+      disabled = any.bool('disabled');
+      cfg = any.msg('config');
+      if (!cfg) {
+        out.set(name, { config: undefined, disabled });
+        continue;
+      }
+    }
+    const url = cfg.typeUrl ?? '';
+    const factory = registry.byRouteConfigTypeUrl(url);
+    if (!factory?.createRouteConfig) {
+      if (optional) {
+        cfg.ignore(...Object.keys(cfg.value));
+        continue;
+      }
+      throw cfg.error(
+        undefined,
+        `no HTTP filter in Herald takes per-route config of type ${url} (for '${name}')`,
+      );
+    }
+    out.set(name, { config: factory.createRouteConfig(cfg), disabled });
+  }
+  return out;
 }
 
 function compileRoute(r: Reader, known: ReadonlySet<string> | undefined): Route {
@@ -212,10 +262,12 @@ function compileRoute(r: Reader, known: ReadonlySet<string> | undefined): Route 
   else if (kind === 'direct_response') action = compileDirectResponse(r.msg('direct_response')!);
   else if (kind) throw r.error(kind, `route action '${kind}' is not supported`);
   else throw r.error(undefined, "one of 'route', 'redirect', 'direct_response' is required");
+  const pfc = compilePerFilterConfig(r);
   return {
     name,
     matches,
     ...(matchedPrefix !== undefined ? { matchedPrefix } : {}),
+    ...(pfc ? { perFilterConfig: pfc } : {}),
     action,
     requestMutations: compileHeaderMutations(r, 'request'),
     responseMutations: compileHeaderMutations(r, 'response'),

@@ -143,4 +143,40 @@ ${BASE.replace('static_resources:\n', '')}`;
     );
     assert.match(errs[0]!, /virtual_hosts\[0\]\.routes\[0\]\.route\.cluster: route: unknown cluster 'nope'/);
   });
+
+  it('typed_per_filter_config: a filter Herald lacks is an error, unless marked optional', () => {
+    const perFilter = (v: string) =>
+      hcm('').replace(
+        'routes: [{ match: { prefix: / }, route: { cluster: a } }]',
+        `routes: [{ match: { prefix: / }, route: { cluster: a }, typed_per_filter_config: { envoy.filters.http.buffer: ${v} } }]`,
+      );
+    const errs = errorsOf(() =>
+      validateConfig({
+        configYaml: perFilter(
+          '{ "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute, disabled: true }',
+        ),
+      }),
+    );
+    assert.match(
+      errs[0]!,
+      /routes\[0\]\.typed_per_filter_config\["envoy\.filters\.http\.buffer"\]: no HTTP filter in Herald takes per-route config of type type\.googleapis\.com\/envoy\.extensions\.filters\.http\.buffer\.v3\.BufferPerRoute/,
+    );
+    validateConfig({
+      configYaml: perFilter(
+        '{ "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig, is_optional: true, config: { "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute, disabled: true } }',
+      ),
+    });
+  });
+
+  it('the terminal router cannot be disabled', () => {
+    const errs = errorsOf(() =>
+      validateConfig({
+        configYaml: hcm('').replace(
+          '- name: envoy.filters.http.router',
+          '- name: envoy.filters.http.router\n            disabled: true',
+        ),
+      }),
+    );
+    assert.match(errs[0]!, /http_filters\[0\]\.disabled: the terminal filter cannot be disabled/);
+  });
 });
