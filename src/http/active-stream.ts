@@ -1,7 +1,9 @@
 // One request/response exchange on the HTTP connection manager: runs the
 // decoder filters in order and the encoder filters in reverse, and writes the
 // response to the codec (Herald's HTTP/1 or Node's HTTP/2, behind ServerStream).
+
 import type { FormatContext, Headers } from '../common/substitution-formatter.js';
+import { timerMs } from '../common/timers.js';
 import type { Route, RouteTable, VirtualHost } from '../router/route-config.js';
 import type { BodySource, ServerStream } from './codec.js';
 import type { HttpConnectionManagerStats } from './conn-manager.js';
@@ -74,7 +76,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
     }
     this.setStreamIdleTimeout(config.streamIdleTimeoutMs);
     if (config.requestTimeoutMs > 0 && !stream.body.ended)
-      this.requestTimer = setTimeout(() => this.onRequestTimeout(), config.requestTimeoutMs).unref();
+      this.requestTimer = setTimeout(() => this.onRequestTimeout(), timerMs(config.requestTimeoutMs)).unref();
     stream.body.observer = {
       activity: () => this.idleTimer?.refresh(),
       ended: () => {
@@ -100,7 +102,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
   setStreamIdleTimeout(ms: number): void {
     clearTimeout(this.idleTimer);
     // Unref'd: the connection's socket is what keeps the process alive, not its timers.
-    this.idleTimer = ms > 0 ? setTimeout(() => this.onIdleTimeout(), ms).unref() : undefined;
+    this.idleTimer = ms > 0 ? setTimeout(() => this.onIdleTimeout(), timerMs(ms)).unref() : undefined;
   }
 
   private onIdleTimeout(): void {

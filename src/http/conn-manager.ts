@@ -4,6 +4,7 @@
 //
 // HTTP/1 is Herald's own codec (src/http/http1/); HTTP/2 is Node's http2
 // server, fed sockets directly (it never listens itself).
+
 import { randomUUID } from 'node:crypto';
 import type http2 from 'node:http2';
 import type { Socket } from 'node:net';
@@ -12,6 +13,7 @@ import os from 'node:os';
 import type { Duplex } from 'node:stream';
 import { http2Module } from '../common/lazy-modules.js';
 import type { Headers } from '../common/substitution-formatter.js';
+import { timerMs } from '../common/timers.js';
 import { type DownstreamConnection, type NetworkFilter, NetworkFilterStatus } from '../network/filter.js';
 import { canPeek, type PeekDecision, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
@@ -204,6 +206,11 @@ export class ConnectionManager implements NetworkFilter {
 
   private sniffByReading(socket: Socket, conn: DownstreamConnection): void {
     socket.resume();
+    // A client that closes, or stays silent past the idle timeout, before saying enough is dropped.
+    const giveUp = () => socket.destroy();
+    socket.once('end', giveUp);
+    const idle =
+      this.config.idleTimeoutMs > 0 ? setTimeout(giveUp, timerMs(this.config.idleTimeoutMs)) : undefined;
     let seen: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       seen = seen.length ? Buffer.concat([seen, chunk]) : chunk;
@@ -211,6 +218,8 @@ export class ConnectionManager implements NetworkFilter {
       const isH2Prefix = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
       if (isH2Prefix && seen.length < H2_PREFACE.length) return; // need more bytes to decide
       socket.off('data', onData);
+      socket.off('end', giveUp);
+      clearTimeout(idle);
       socket.pause();
       if (isH2Prefix) {
         // Node's HTTP/2 session reads the socket's handle directly and would miss the bytes
@@ -254,13 +263,13 @@ export class ConnectionManager implements NetworkFilter {
     this.stats.downstream_cx_http2_total.inc();
     if (!this.h2) {
       this.h2 = http2Module().createServer({ maxHeaderListPairs: this.config.maxHeadersCount + 8 });
-      this.h2.on('stream', (stream, headers) => {
+      this.h2.on('stream', (stream, headers, flags) => {
         const conn = sessionConn.get(stream.session as http2.Http2Session);
         if (!conn) {
           stream.close(2);
           return;
         }
-        this.onStream(new Http2ServerStreamAdapter(stream, headers, conn.bufferLimit), conn);
+        this.onStream(new Http2ServerStreamAdapter(stream, headers, conn.bufferLimit, flags), conn);
       });
       // 'session' is emitted synchronously inside emit('connection'): tie it to its connection.
       this.h2.on('session', (session) => {
@@ -270,7 +279,7 @@ export class ConnectionManager implements NetworkFilter {
           const t = setTimeout(() => {
             this.onLimit('max_duration');
             if (!session.closed) session.close(); // GOAWAY; open streams finish
-          }, cfg.maxConnectionDurationMs);
+          }, timerMs(cfg.maxConnectionDurationMs));
           session.once('close', () => clearTimeout(t));
         }
         if (cfg.maxRequestsPerConnection > 0) {
@@ -284,7 +293,7 @@ export class ConnectionManager implements NetworkFilter {
         }
       });
       this.h2.on('sessionError', () => this.stats.downstream_cx_protocol_error.inc());
-      this.h2.setTimeout(this.config.idleTimeoutMs);
+      this.h2.setTimeout(timerMs(this.config.idleTimeoutMs));
     }
     this.pendingConn = connOf.get(socket);
     this.h2.emit('connection', socket);
@@ -362,10 +371,13 @@ export class ConnectionManager implements NetworkFilter {
     // A client never decides that it is internal.
     delete h['x-envoy-internal'];
     const xffRaw = h['x-forwarded-for'];
-    const xff = (Array.isArray(xffRaw) ? xffRaw.join(',') : (xffRaw ?? ''))
-      .split(',')
-      .map((a) => a.trim())
-      .filter(Boolean);
+    const xff =
+      xffRaw === undefined
+        ? []
+        : (Array.isArray(xffRaw) ? xffRaw.join(',') : xffRaw)
+            .split(',')
+            .map((a) => a.trim())
+            .filter(Boolean);
     const n = cfg.xffNumTrustedHops;
     // The trusted client address and whether it may be checked for "internal" (Envoy's XFF rules):
     // with use_remote_address, the peer (or the n-th address from the right of XFF when n hops in

@@ -1,9 +1,11 @@
 // A bound listener: accepts connections, selects a filter chain, terminates
 // TLS when the chain has a TLS transport socket, then hands the connection to
 // the chain's network filters.
+
 import net from 'node:net';
 import { tlsModule } from '../common/lazy-modules.js';
 import { logger } from '../common/logger.js';
+import { timerMs } from '../common/timers.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
 import { canPeek, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
@@ -150,7 +152,7 @@ export class ActiveListener {
         this.listenerFilterTimeouts.inc();
         if (this.config.continueOnListenerFiltersTimeout) finish();
         else socket.destroy();
-      }, timeoutMs);
+      }, timerMs(timeoutMs));
     }
   }
 

@@ -1,7 +1,9 @@
 // envoy.filters.network.tcp_proxy: connects each downstream connection to a
 // host of the cluster and copies bytes both ways, carrying half-close.
+
 import type net from 'node:net';
 import { logger } from '../common/logger.js';
+import { timerMs } from '../common/timers.js';
 import type { Reader } from '../config/reader.js';
 import type { ExtensionFactory, FactoryContext } from '../extensions/registry.js';
 import type { ServerContext } from '../server/server-context.js';
@@ -117,7 +119,7 @@ class TcpProxyFilter implements NetworkFilter {
       const timer = setTimeout(() => {
         cluster.stats.upstream_cx_connect_timeout.inc();
         up.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
-      }, cluster.config.connectTimeoutMs);
+      }, timerMs(cluster.config.connectTimeoutMs));
       let connected = false;
       up.once(readyEvent, () => {
         clearTimeout(timer);
@@ -153,8 +155,8 @@ class TcpProxyFilter implements NetworkFilter {
       up.destroy();
     };
     if (idle > 0) {
-      down.setTimeout(idle, onIdle);
-      up.setTimeout(idle, onIdle);
+      down.setTimeout(timerMs(idle), onIdle);
+      up.setTimeout(timerMs(idle), onIdle);
     }
     down.on('data', (chunk: Buffer) => {
       stats.downstream_cx_rx_bytes_total.inc(chunk.length);

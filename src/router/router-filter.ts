@@ -2,7 +2,9 @@
 // cluster and a host, sends the request upstream on a pooled connection,
 // streams the response back with backpressure, and turns failures into
 // Envoy's local replies and response flags.
+
 import type { Headers } from '../common/substitution-formatter.js';
+import { timerMs } from '../common/timers.js';
 import type { ExtensionFactory } from '../extensions/registry.js';
 import { stripHopByHop } from '../http/active-stream.js';
 import {
@@ -227,11 +229,19 @@ class RouterFilter implements HttpFilter {
     }
 
     // Header mutations, most specific first (weighted cluster, route, virtual host, route config).
-    const fctx = cb.formatContext();
-    weighted?.requestMutations.apply(h, fctx);
-    route.requestMutations.apply(h, fctx);
-    vhost.requestMutations.apply(h, fctx);
-    cb.routeTable.requestMutations.apply(h, fctx);
+    // The format context is built only when some level has mutations (most routes have none).
+    if (
+      (weighted && !weighted.requestMutations.empty) ||
+      !route.requestMutations.empty ||
+      !vhost.requestMutations.empty ||
+      !cb.routeTable.requestMutations.empty
+    ) {
+      const fctx = cb.formatContext();
+      weighted?.requestMutations.apply(h, fctx);
+      route.requestMutations.apply(h, fctx);
+      vhost.requestMutations.apply(h, fctx);
+      cb.routeTable.requestMutations.apply(h, fctx);
+    }
 
     cluster.stats.upstream_rq_total.inc();
     cluster.stats.upstream_rq_active.inc();
@@ -260,7 +270,8 @@ class RouterFilter implements HttpFilter {
             resHeaders['x-envoy-upstream-service-time'] = String(
               Number((process.hrtime.bigint() - start) / 1000000n),
             );
-          weighted?.responseMutations.apply(resHeaders, fctx);
+          if (weighted && !weighted.responseMutations.empty)
+            weighted.responseMutations.apply(resHeaders, cb.formatContext(resHeaders));
           if (this.setCookie) appendHeader(resHeaders, 'set-cookie', this.setCookie);
           cb.streamInfo.responseCodeDetails = 'via_upstream';
           if (end) this.finish();
@@ -287,7 +298,7 @@ class RouterFilter implements HttpFilter {
 
     const startTimer = () => {
       if (timeoutMs > 0 && !this.responseStarted && !this.done) {
-        this.timer = setTimeout(() => this.onTimeout(), timeoutMs);
+        this.timer = setTimeout(() => this.onTimeout(), timerMs(timeoutMs));
       }
     };
     if (endStream) {
@@ -356,7 +367,7 @@ class RouterFilter implements HttpFilter {
           onReset: () => clearTimeout(timer),
         },
       );
-      if (timeoutMs > 0) timer = setTimeout(() => req.abort(), timeoutMs).unref();
+      if (timeoutMs > 0) timer = setTimeout(() => req.abort(), timerMs(timeoutMs)).unref();
       out.push(req);
     }
     return out;

@@ -1,8 +1,10 @@
 // A cluster at run time: its hosts (static or from DNS), priority levels,
 // load balancer, connection pools and stats.
+
 import dns from 'node:dns';
 import net from 'node:net';
 import { logger } from '../common/logger.js';
+import { timerMs } from '../common/timers.js';
 import type { StatsScope } from '../stats/store.js';
 import type { ClusterConfig, DnsLookupFamily } from './cluster-config.js';
 import { ConnPoolSet } from './conn-pool.js';
@@ -226,7 +228,7 @@ export class Cluster {
     // Keep the previous hosts of a name that failed to resolve this round (Envoy keeps the last good set).
     if (ok || this.hostsByPriority.length === 0 || results.length > 0) this.setHosts(results);
     this.markInitialized();
-    this.dnsTimer = setTimeout(() => void this.resolveDns(), this.config.dnsRefreshRateMs);
+    this.dnsTimer = setTimeout(() => void this.resolveDns(), timerMs(this.config.dnsRefreshRateMs));
     this.dnsTimer.unref();
   }
 

@@ -3,9 +3,11 @@
 // recently used first (as Envoy's pool does); a connection whose FIN has been
 // read is never reused; max_requests_per_connection and the idle timeout
 // retire connections.
+
 import type net from 'node:net';
 import { logger } from '../common/logger.js';
 import type { Headers } from '../common/substitution-formatter.js';
+import { timerMs } from '../common/timers.js';
 import { Http1Parser, type MessageHead, ParseError } from '../http/http1/parser.js';
 import { LAST_CHUNK, serializeHead, writeChunk } from '../http/http1/serializer.js';
 import type { ClusterStats } from './cluster.js';
@@ -33,6 +35,8 @@ class Http1UpstreamStream implements UpstreamRequest {
   aborted = false;
   /** After a 101: raw bytes both ways, FIN carried as end of stream. */
   tunnel = false;
+  /** The request asked to upgrade; only then may a 101 open a tunnel. */
+  upgradeRequested = false;
 
   constructor(
     readonly conn: Http1ClientConnection,
@@ -111,7 +115,7 @@ export class Http1ClientConnection {
       onBody: (c) => this.onBody(c),
       onComplete: (t) => this.onComplete(t),
     });
-    this.connectTimer = setTimeout(() => this.onConnectTimeout(), connectTimeoutMs);
+    this.connectTimer = setTimeout(() => this.onConnectTimeout(), timerMs(connectTimeoutMs));
     s.once(readyEvent, () => {
       clearTimeout(this.connectTimer);
       this.connected = true;
@@ -134,6 +138,7 @@ export class Http1ClientConnection {
 
   start(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): Http1UpstreamStream {
     const stream = new Http1UpstreamStream(this, cb);
+    stream.upgradeRequested = opts.upgrade === true;
     this.stream = stream;
     this.requests++;
     this.head = undefined;
@@ -186,10 +191,7 @@ export class Http1ClientConnection {
           if (rest?.length && !stream.aborted) stream.cb.onData(rest, false);
           break;
         }
-        if (rest?.length) {
-          // Data after a complete response: the connection is out of sync.
-          this.remoteClosed = true;
-        }
+        this.finishResponse((rest?.length ?? 0) > 0);
         break;
       }
     } catch (e) {
@@ -211,6 +213,8 @@ export class Http1ClientConnection {
     const stream = this.stream;
     if (!stream || stream.aborted) return;
     if (h.status === 101) {
+      if (!stream.upgradeRequested)
+        throw new ParseError(502, 'http1.codec_error', 'unexpected 101 Switching Protocols');
       // Never pooled again; the socket now belongs to the tunnel.
       stream.tunnel = true;
       stream.responseStarted = true;
@@ -231,20 +235,37 @@ export class Http1ClientConnection {
     if (stream && !stream.aborted && chunk.length) stream.cb.onData(chunk, false);
   }
 
+  /** Set by the parser when a final response is complete; acted on once the read is parsed. */
+  private completed: { trailers: Headers | undefined } | undefined;
+
   private onComplete(trailers: Headers | undefined): void {
     const h = this.head;
     if (h && h.status >= 100 && h.status < 200) return; // informational, or a 101 tunnel
+    this.completed = { trailers };
+  }
+
+  /**
+   * The response is complete. Back to the pool before the end is delivered, so whatever the end
+   * triggers (a pipelined request) finds the connection idle; closed instead when bytes followed
+   * the response (the connection is out of sync) or the request body was not all sent (an early
+   * reply leaves the connection unusable).
+   */
+  private finishResponse(trailingBytes: boolean): void {
+    const done = this.completed;
+    this.completed = undefined;
     const stream = this.stream;
-    if (!stream || stream.aborted) return;
+    if (!done || !stream || stream.aborted) return;
     stream.responseDone = true;
+    const h = this.head;
     const bodyless =
       this.parser.noBody || h?.status === 204 || h?.status === 304 || (h?.contentLength === 0 && !h?.chunked);
-    // Back to the pool before the end is delivered: whatever the end triggers (a pipelined
-    // request) finds the connection idle. A response that ends before the request body was
-    // sent (an early reply) leaves the connection unusable: it is closed.
-    if (stream.requestDone) this.release(stream);
+    if (trailingBytes) {
+      this.remoteClosed = true;
+      this.stream = undefined;
+      this.destroy();
+    } else if (stream.requestDone) this.release(stream);
     else this.destroy();
-    if (trailers) stream.cb.onTrailers(trailers);
+    if (done.trailers) stream.cb.onTrailers(done.trailers);
     else if (!bodyless) stream.cb.onData(EMPTY, true);
   }
 
@@ -279,7 +300,8 @@ export class Http1ClientConnection {
       return;
     }
     const outcome = this.parser.finish();
-    if (outcome !== 'complete') this.failStream('connection_termination', 'remote closed the connection');
+    if (outcome === 'complete') this.finishResponse(false);
+    else this.failStream('connection_termination', 'remote closed the connection');
     this.destroy();
   }
 
@@ -328,7 +350,7 @@ export class Http1ClientConnection {
 
   /** Idle timeout while pooled (the listener is added once, in the constructor). */
   armIdleTimeout(ms: number): void {
-    if (ms > 0) this.socket.setTimeout(ms);
+    if (ms > 0) this.socket.setTimeout(timerMs(ms));
   }
 
   private onIdleTimeout(): void {
@@ -356,6 +378,7 @@ export class Http1ConnPool {
     let conn: Http1ClientConnection | undefined;
     while ((conn = this.idle.pop())) {
       if (!conn.closed && !conn.remoteClosed && !conn.socket.destroyed) break;
+      conn.destroy(); // never reused, so never left open
     }
     if (!conn) {
       conn = new Http1ClientConnection(this, this.host, opts.connectTimeoutMs);

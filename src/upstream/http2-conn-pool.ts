@@ -1,8 +1,11 @@
 // Upstream HTTP/2: one multiplexed session per host (Node's http2 client),
 // replaced when it closes or receives GOAWAY.
+
 import type http2 from 'node:http2';
 import { http2Module } from '../common/lazy-modules.js';
 import type { Headers } from '../common/substitution-formatter.js';
+import { timerMs } from '../common/timers.js';
+import { toHttp2Headers } from '../http/http2/headers.js';
 import type { ClusterStats } from './cluster.js';
 import type { Host } from './host.js';
 import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
@@ -26,10 +29,8 @@ class Http2UpstreamStream implements UpstreamRequest {
 
   sendTrailers(trailers: Headers): void {
     if (this.stream.destroyed) return;
-    const t: http2.OutgoingHttpHeaders = {};
-    for (const k in trailers) if (k.charCodeAt(0) !== 58) t[k] = trailers[k];
-    // Trailers need waitForTrailers on the request; without it the body just ends.
-    this.pendingTrailers = t;
+    // Sent from 'wantTrailers' once the body has ended.
+    this.pendingTrailers = toHttp2Headers(trailers);
     this.stream.end();
   }
 
@@ -51,6 +52,15 @@ class Http2UpstreamStream implements UpstreamRequest {
     this.stream.resume();
   }
 }
+
+const NOOP_REQUEST: UpstreamRequest = {
+  sendData: () => true,
+  sendTrailers: () => {},
+  onDrain: (cb) => queueMicrotask(cb),
+  abort: () => {},
+  pauseResponse: () => {},
+  resumeResponse: () => {},
+};
 
 export class Http2ConnPool {
   private session: http2.ClientHttp2Session | undefined;
@@ -86,7 +96,7 @@ export class Http2ConnPool {
     const timer = setTimeout(() => {
       stats.upstream_cx_connect_timeout.inc();
       session.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
-    }, connectTimeoutMs);
+    }, timerMs(connectTimeoutMs));
     session.once('connect', () => {
       connected = true;
       connectedSessions.add(session);
@@ -103,7 +113,7 @@ export class Http2ConnPool {
     });
     session.once('goaway', forget);
     session.on('error', forget);
-    session.setTimeout(this.idleTimeoutMs, () => {
+    session.setTimeout(timerMs(this.idleTimeoutMs), () => {
       stats.upstream_cx_idle_timeout.inc();
       session.close();
     });
@@ -114,13 +124,20 @@ export class Http2ConnPool {
 
   newStream(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): UpstreamRequest {
     const session = this.getSession(opts.connectTimeoutMs);
-    const out: http2.OutgoingHttpHeaders = {};
-    for (const k in headers) {
-      if (k === 'connection' || k === 'transfer-encoding' || k === 'keep-alive' || k === 'host') continue;
-      out[k] = headers[k];
+    const out = toHttp2Headers(headers, {
+      ':method': headers[':method'] as string,
+      ':path': headers[':path'] as string,
+      ':authority': headers[':authority'] as string,
+      ':scheme': this.tls ? 'https' : 'http',
+    });
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = session.request(out, { endStream: opts.endStream, waitForTrailers: !opts.endStream });
+    } catch (e) {
+      // Headers Node's HTTP/2 cannot send: fail this request, not the process.
+      queueMicrotask(() => cb.onReset('protocol_error', (e as Error).message));
+      return NOOP_REQUEST;
     }
-    out[':scheme'] = this.tls ? 'https' : 'http';
-    const stream = session.request(out, { endStream: opts.endStream, waitForTrailers: !opts.endStream });
     const max = this.maxRequestsPerConnection;
     if (max > 0 && ++this.streamsOnSession >= max) {
       // Retire the session: graceful close lets its streams finish.
@@ -128,7 +145,13 @@ export class Http2ConnPool {
       session.close();
     }
     const wrapper = new Http2UpstreamStream(stream);
-    stream.on('wantTrailers', () => stream.sendTrailers(wrapper.pendingTrailers ?? {}));
+    stream.on('wantTrailers', () => {
+      try {
+        stream.sendTrailers(wrapper.pendingTrailers ?? {});
+      } catch {
+        stream.close(NGHTTP2_CANCEL);
+      }
+    });
     let gotHeaders = false;
     let done = false;
     stream.on('response', (h, flags) => {

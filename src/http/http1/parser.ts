@@ -66,6 +66,9 @@ const CRLF = 0x0a0d; // "\r\n" read as little-endian uint16
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: .*)?$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\0\r\n]/;
+/** Spaces and control characters (including DEL) may not appear in a request target. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const BAD_TARGET = /[\x00-\x20\x7f]/;
 
 export class Http1Parser {
   private state = State.Head;
@@ -114,6 +117,10 @@ export class Http1Parser {
           // Tolerate empty lines before a message (RFC 9112 2.2).
           while (off + 1 < buf.length && buf[off] === 13 && buf[off + 1] === 10) off += 2;
           const end = buf.indexOf('\r\n\r\n', off, 'latin1');
+          // A head ended by bare LFs is malformed (Envoy's codec rejects it); say so instead of waiting.
+          const bare = buf.indexOf('\n\n', off, 'latin1');
+          if (bare >= 0 && (end < 0 || bare < end + 2))
+            throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
           if (end < 0) {
             if (buf.length - off > this.limits.maxHeaderBytes)
               throw new ParseError(431, 'http1.headers_too_large', 'headers too large');
@@ -263,8 +270,11 @@ export class Http1Parser {
       head.method = first.slice(0, s1);
       head.path = first.slice(s1 + 1, s2);
       const version = first.slice(s2 + 1);
-      if (!TOKEN.test(head.method) || head.path.includes(' ') || head.path === '')
+      if (!TOKEN.test(head.method) || head.path === '' || BAD_TARGET.test(head.path))
         throw new ParseError(400, 'http1.codec_error', 'malformed request line');
+      // Envoy rejects a fragment in the request target (http_reject_path_with_fragment).
+      if (head.path.includes('#'))
+        throw new ParseError(400, 'http1.invalid_url', 'fragment in the request target');
       if (version === 'HTTP/1.1') head.minor = 1;
       else if (version === 'HTTP/1.0') head.minor = 0;
       else throw new ParseError(400, 'http1.codec_error', `unsupported version '${version.slice(0, 16)}'`);

@@ -1,9 +1,11 @@
 // Herald's downstream HTTP/1.1 codec: one per client connection. Requests are
 // answered one at a time and in order; pipelined requests wait (reading is
 // paused) until the response before them is complete, as in Envoy.
+
 import type net from 'node:net';
 import { logger } from '../../common/logger.js';
 import type { Headers } from '../../common/substitution-formatter.js';
+import { timerMs } from '../../common/timers.js';
 import { BodySource, type ResponseSink, type ServerStream } from '../codec.js';
 import { Http1Parser, type MessageHead, ParseError } from './parser.js';
 import { httpDate, LAST_CHUNK, serializeHead, writeChunk } from './serializer.js';
@@ -209,6 +211,10 @@ export class Http1ServerConnection {
   private bodyPaused = false;
   draining = false;
   private closed = false;
+  /** Inside parser.execute (callbacks run synchronously from it). */
+  private parsing = false;
+  /** The client half-closed: close once the response in flight is written. */
+  private peerEnded = false;
   /** The upgrade request whose connection now carries raw bytes to it. */
   private tunnel: Http1ServerStream | undefined;
   private requests = 0;
@@ -236,12 +242,12 @@ export class Http1ServerConnection {
     socket.on('end', () => this.onEnd());
     socket.on('close', () => this.onClose());
     socket.on('error', () => {});
-    if (options.idleTimeoutMs > 0) socket.setTimeout(options.idleTimeoutMs, () => this.onIdle());
+    if (options.idleTimeoutMs > 0) socket.setTimeout(timerMs(options.idleTimeoutMs), () => this.onIdle());
     if (options.maxConnectionDurationMs > 0) {
       this.durationTimer = setTimeout(() => {
         callbacks.onLimit('max_duration');
         this.drain();
-      }, options.maxConnectionDurationMs);
+      }, timerMs(options.maxConnectionDurationMs));
     }
   }
 
@@ -278,10 +284,11 @@ export class Http1ServerConnection {
       this.headersTimer = setTimeout(() => {
         this.callbacks.onLimit('headers_timeout');
         this.socket.destroy();
-      }, this.options.requestHeadersTimeoutMs);
+      }, timerMs(this.options.requestHeadersTimeoutMs));
     }
     let rest: Buffer | undefined;
     try {
+      this.parsing = true;
       rest = this.parser.execute(chunk);
     } catch (e) {
       if (e instanceof ParseError) {
@@ -289,6 +296,8 @@ export class Http1ServerConnection {
         return;
       }
       throw e;
+    } finally {
+      this.parsing = false;
     }
     if (this.parser.messageComplete) {
       if (this.active?.upgradeRequest) {
@@ -341,9 +350,9 @@ export class Http1ServerConnection {
   /** Called when a response has been fully written. */
   onResponseComplete(stream: Http1ServerStream, close: boolean): void {
     if (stream !== this.active) return;
-    const requestDone = this.parser.messageComplete;
+    const requestDone = stream.body.ended;
     this.active = undefined;
-    if (close || this.draining) {
+    if (close || this.draining || this.peerEnded) {
       this.socket.end();
       return;
     }
@@ -354,8 +363,11 @@ export class Http1ServerConnection {
       this.socket.end();
       return;
     }
+    if (this.options.idleTimeoutMs > 0) this.socket.setTimeout(timerMs(this.options.idleTimeoutMs));
+    // Answered from inside the parse (a local reply to the headers): the parse loop goes on
+    // to the next message itself.
+    if (this.parsing) return;
     this.parser.reset();
-    if (this.options.idleTimeoutMs > 0) this.socket.setTimeout(this.options.idleTimeoutMs);
     if (this.readPaused) {
       this.readPaused = false;
       const b = this.backlog;
@@ -391,8 +403,9 @@ export class Http1ServerConnection {
       this.tunnel.body.end();
       return;
     }
-    // The client half-closed. Finish the response in progress (it may still be read);
-    // with nothing in flight, close.
+    // The client half-closed. Finish the response in progress (it may still be read), then
+    // close; with nothing in flight, close now.
+    this.peerEnded = true;
     const outcome = this.parser.finish();
     if (!this.active) {
       this.socket.end();

@@ -3,6 +3,7 @@ import type http2 from 'node:http2';
 import type { Headers } from '../../common/substitution-formatter.js';
 import { BodySource, type ResponseSink, type ServerStream } from '../codec.js';
 import { httpDate } from '../http1/serializer.js';
+import { toHttp2Headers } from './headers.js';
 
 const NGHTTP2_INTERNAL_ERROR = 2;
 
@@ -18,6 +19,8 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
     private readonly stream: http2.ServerHttp2Stream,
     raw: http2.IncomingHttpHeaders,
     bufferLimit: number,
+    /** The HEADERS frame's flags: END_STREAM (1) means a request without a body. */
+    flags = 0,
   ) {
     const h: Headers = {};
     for (const k of Object.keys(raw)) h[k] = raw[k];
@@ -28,12 +31,23 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
       bufferLimit,
     );
     stream.on('data', (c: Buffer) => this.body.push(c));
+    if (flags & 1) this.body.end();
     let requestTrailers: Headers | undefined;
     stream.once('trailers', (t: http2.IncomingHttpHeaders) => {
       requestTrailers = {};
       for (const k of Object.keys(t)) requestTrailers[k] = t[k];
     });
-    stream.once('end', () => this.body.end(requestTrailers));
+    // A stream reset by the client may still emit 'end': only a clean end completes the body
+    // (a reset one is torn down through 'close' instead, so nothing truncated goes upstream).
+    let aborted = false;
+    stream.once('aborted', () => {
+      aborted = true;
+    });
+    stream.once('end', () =>
+      setImmediate(() => {
+        if (!aborted && !stream.destroyed) this.body.end(requestTrailers);
+      }),
+    );
     stream.on('error', () => {});
     stream.once('close', () => {
       const complete = this.finished;
@@ -42,7 +56,13 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
       this.closeCbs = [];
     });
     // Trailers are sent when the response body ends (wantTrailers), if there are any.
-    stream.on('wantTrailers', () => stream.sendTrailers(this.trailers ?? {}));
+    stream.on('wantTrailers', () => {
+      try {
+        stream.sendTrailers(this.trailers ?? {});
+      } catch {
+        stream.close(NGHTTP2_INTERNAL_ERROR);
+      }
+    });
   }
 
   get response(): ResponseSink {
@@ -79,9 +99,7 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
 
   writeTrailers(trailers: Headers): void {
     if (this.stream.destroyed) return;
-    const t: Headers = {};
-    for (const k in trailers) if (k.charCodeAt(0) !== 58) t[k] = trailers[k];
-    this.trailers = t;
+    this.trailers = toHttp2Headers(trailers) as Headers;
     this.finished = true;
     this.stream.end();
   }
