@@ -4,6 +4,7 @@ import { type ExtensionFactory, type FactoryContext, registry } from '../extensi
 import type { NetworkFilterFactory } from '../network/filter.js';
 import { compileRouteConfiguration, type RouteTable } from '../router/route-config.js';
 import type { ServerContext } from '../server/server-context.js';
+import { type Http2Options, readHttp2Options } from '../upstream/cluster-config.js';
 import { ConnectionManager, HttpConnectionManagerStats } from './conn-manager.js';
 import type { HttpFilterContext, HttpFilterFactory } from './filter.js';
 import type { EscapedSlashesAction } from './path-utility.js';
@@ -30,6 +31,8 @@ export interface ConnectionManagerConfig {
   maxRequestHeadersKb: number;
   /** common_http_protocol_options.max_headers_count (Envoy default 100). */
   maxHeadersCount: number;
+  /** http2_protocol_options: the HTTP/2 server's SETTINGS. */
+  http2: Http2Options | undefined;
   /** http_protocol_options.accept_http_10. */
   acceptHttp10: boolean;
   /** Downstream connection idle timeout (common_http_protocol_options.idle_timeout), ms; Envoy's default 1 h. */
@@ -106,6 +109,8 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
   const maxHeadersCount = cho ? cho.num('max_headers_count', 100) : 100;
   const maxConnectionDurationMs = cho ? cho.durationMs('max_connection_duration', 0) : 0;
   const maxRequestsPerConnection = cho ? cho.num('max_requests_per_connection', 0) : 0;
+  const h2o = r.msg('http2_protocol_options');
+  const http2 = h2o ? readHttp2Options(h2o) : undefined;
   const hpo = r.msg('http_protocol_options');
   const acceptHttp10 = hpo ? hpo.bool('accept_http_10') : false;
 
@@ -133,6 +138,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     maxRequestHeadersKb: r.num('max_request_headers_kb', 60),
     maxHeadersCount,
     acceptHttp10,
+    http2,
     idleTimeoutMs,
     streamIdleTimeoutMs: r.durationMs('stream_idle_timeout', 300_000),
     requestTimeoutMs: r.durationMs('request_timeout', 0),

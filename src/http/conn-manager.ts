@@ -262,7 +262,16 @@ export class ConnectionManager implements NetworkFilter {
   private toHttp2(socket: Socket | Duplex): void {
     this.stats.downstream_cx_http2_total.inc();
     if (!this.h2) {
-      this.h2 = http2Module().createServer({ maxHeaderListPairs: this.config.maxHeadersCount + 8 });
+      const o = this.config.http2;
+      this.h2 = http2Module().createServer({
+        maxHeaderListPairs: this.config.maxHeadersCount + 8,
+        settings: {
+          maxConcurrentStreams: o?.maxConcurrentStreams ?? 2147483647,
+          ...(o?.initialStreamWindowSize !== undefined
+            ? { initialWindowSize: o.initialStreamWindowSize }
+            : {}),
+        },
+      });
       this.h2.on('stream', (stream, headers, flags) => {
         const conn = sessionConn.get(stream.session as http2.Http2Session);
         if (!conn) {
@@ -274,6 +283,8 @@ export class ConnectionManager implements NetworkFilter {
       // 'session' is emitted synchronously inside emit('connection'): tie it to its connection.
       this.h2.on('session', (session) => {
         if (this.pendingConn) sessionConn.set(session, this.pendingConn);
+        const win = this.config.http2?.initialConnectionWindowSize;
+        if (win !== undefined) session.once('localSettings', () => session.setLocalWindowSize(win));
         const cfg = this.config;
         if (cfg.maxConnectionDurationMs > 0) {
           const t = setTimeout(() => {

@@ -43,6 +43,7 @@ export interface ClusterConfig {
   maxRequestsPerConnection: number;
   /** per_connection_buffer_limit_bytes (default 1 MiB) for upstream connections. */
   bufferLimitBytes: number;
+  http2: Http2Options;
   /** UpstreamTlsContext, when the cluster has a TLS transport socket. */
   tls: UpstreamTlsConfig | undefined;
   /** Overprovisioning factor for priority load, in percent (Envoy: 140). */
@@ -100,6 +101,11 @@ export function compileCluster(r: Reader): ClusterConfig {
     maxRequestsPerConnection: r.num('max_requests_per_connection', 0),
     overprovisioningFactor: 140,
     tls: undefined,
+    http2: {
+      maxConcurrentStreams: 2147483647,
+      initialStreamWindowSize: undefined,
+      initialConnectionWindowSize: undefined,
+    },
     bufferLimitBytes: r.num('per_connection_buffer_limit_bytes', 1024 * 1024),
   };
   const ts = r.msg('transport_socket');
@@ -167,8 +173,7 @@ export function compileCluster(r: Reader): ClusterConfig {
 
   // Upstream protocol: the v3 way (typed_extension_protocol_options) or the deprecated field.
   if (r.has('http2_protocol_options')) {
-    const h2 = r.msg('http2_protocol_options')!;
-    readHttp2Options(h2);
+    cfg.http2 = readHttp2Options(r.msg('http2_protocol_options')!);
     cfg.protocol = 'http2';
   }
   const teo = r.map('typed_extension_protocol_options');
@@ -179,7 +184,7 @@ export function compileCluster(r: Reader): ClusterConfig {
     const explicit = opts.msg('explicit_http_config');
     if (explicit) {
       if (explicit.has('http2_protocol_options')) {
-        readHttp2Options(explicit.msg('http2_protocol_options')!);
+        cfg.http2 = readHttp2Options(explicit.msg('http2_protocol_options')!);
         cfg.protocol = 'http2';
       } else if (explicit.has('http_protocol_options')) {
         readHttp1Options(explicit.msg('http_protocol_options')!);
@@ -190,7 +195,7 @@ export function compileCluster(r: Reader): ClusterConfig {
     } else if (opts.has('use_downstream_protocol_config')) {
       const d = opts.msg('use_downstream_protocol_config')!;
       const h2 = d.msg('http2_protocol_options');
-      if (h2) readHttp2Options(h2);
+      if (h2) cfg.http2 = readHttp2Options(h2);
       const h1 = d.msg('http_protocol_options');
       if (h1) readHttp1Options(h1);
       if (d.has('http3_protocol_options'))
@@ -213,10 +218,20 @@ export function compileCluster(r: Reader): ClusterConfig {
   return cfg;
 }
 
-function readHttp2Options(h2: Reader): void {
-  // Herald's HTTP/2 pool uses Envoy's defaults; tuning fields (max_concurrent_streams,
-  // window sizes, ...) are not honoured yet, so any set here is rejected.
-  void h2;
+export interface Http2Options {
+  /** Streams per connection before the pool opens another (Envoy's default: 2^31-1). */
+  maxConcurrentStreams: number;
+  initialStreamWindowSize: number | undefined;
+  initialConnectionWindowSize: number | undefined;
+}
+
+/** core.v3.Http2ProtocolOptions: the fields Herald's HTTP/2 pool and server honour. */
+export function readHttp2Options(h2: Reader): Http2Options {
+  return {
+    maxConcurrentStreams: h2.num('max_concurrent_streams', 2147483647),
+    initialStreamWindowSize: h2.num('initial_stream_window_size'),
+    initialConnectionWindowSize: h2.num('initial_connection_window_size'),
+  };
 }
 
 function readHttp1Options(h1: Reader): void {

@@ -30,6 +30,7 @@ export class ConnPoolSet {
             cfg.idleTimeoutMs,
             cfg.maxRequestsPerConnection,
             cfg.tls,
+            cfg.http2,
           )
         : new Http1ConnPool(
             host,

@@ -7,6 +7,7 @@ import type { Headers } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import { toHttp2Headers } from '../http/http2/headers.js';
 import type { ClusterStats } from './cluster.js';
+import type { Http2Options } from './cluster-config.js';
 import type { Host } from './host.js';
 import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
 import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
@@ -62,8 +63,16 @@ const NOOP_REQUEST: UpstreamRequest = {
   resumeResponse: () => {},
 };
 
+interface SessionEntry {
+  session: http2.ClientHttp2Session;
+  active: number;
+  total: number;
+  usable: boolean;
+}
+
 export class Http2ConnPool {
-  private session: http2.ClientHttp2Session | undefined;
+  /** Sessions that take new streams, oldest first. */
+  private sessions: SessionEntry[] = [];
 
   constructor(
     readonly host: Host,
@@ -72,17 +81,23 @@ export class Http2ConnPool {
     /** 0 = unlimited; at the limit the session takes no new streams and closes once idle. */
     private readonly maxRequestsPerConnection: number,
     private readonly tls: UpstreamTlsConfig | undefined,
+    private readonly h2: Http2Options,
   ) {}
 
-  private streamsOnSession = 0;
-
-  private getSession(connectTimeoutMs: number): http2.ClientHttp2Session {
-    const existing = this.session;
-    if (existing && !existing.closed && !existing.destroyed) return existing;
+  /** A session with room for a stream (max_concurrent_streams, and the peer's own limit), or a new one. */
+  private getSession(connectTimeoutMs: number): SessionEntry {
+    for (const e of this.sessions) {
+      if (!e.usable || e.session.closed || e.session.destroyed) continue;
+      const peerMax = e.session.remoteSettings?.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
+      if (e.active < Math.min(this.h2.maxConcurrentStreams, peerMax)) return e;
+    }
     const host = this.host;
     const stats = this.stats;
     const tlsCfg = this.tls;
     const session = http2Module().connect(`${tlsCfg ? 'https' : 'http'}://${host.addressString}`, {
+      ...(this.h2.initialStreamWindowSize !== undefined
+        ? { settings: { initialWindowSize: this.h2.initialStreamWindowSize } }
+        : {}),
       createConnection: () =>
         connectToHost(
           host,
@@ -97,13 +112,17 @@ export class Http2ConnPool {
       stats.upstream_cx_connect_timeout.inc();
       session.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
     }, timerMs(connectTimeoutMs));
+    const entry: SessionEntry = { session, active: 0, total: 0, usable: true };
     session.once('connect', () => {
       connected = true;
       connectedSessions.add(session);
       clearTimeout(timer);
+      if (this.h2.initialConnectionWindowSize !== undefined)
+        session.setLocalWindowSize(this.h2.initialConnectionWindowSize);
     });
     const forget = () => {
-      if (this.session === session) this.session = undefined;
+      entry.usable = false;
+      this.sessions = this.sessions.filter((e) => e !== entry);
     };
     session.once('close', () => {
       clearTimeout(timer);
@@ -117,13 +136,13 @@ export class Http2ConnPool {
       stats.upstream_cx_idle_timeout.inc();
       session.close();
     });
-    this.session = session;
-    this.streamsOnSession = 0;
-    return session;
+    this.sessions.push(entry);
+    return entry;
   }
 
   newStream(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): UpstreamRequest {
-    const session = this.getSession(opts.connectTimeoutMs);
+    const entry = this.getSession(opts.connectTimeoutMs);
+    const session = entry.session;
     const out = toHttp2Headers(headers, {
       ':method': headers[':method'] as string,
       ':path': headers[':path'] as string,
@@ -138,10 +157,14 @@ export class Http2ConnPool {
       queueMicrotask(() => cb.onReset('protocol_error', (e as Error).message));
       return NOOP_REQUEST;
     }
+    entry.active++;
+    stream.once('close', () => {
+      entry.active--;
+    });
     const max = this.maxRequestsPerConnection;
-    if (max > 0 && ++this.streamsOnSession >= max) {
+    if (max > 0 && ++entry.total >= max) {
       // Retire the session: graceful close lets its streams finish.
-      this.session = undefined;
+      entry.usable = false;
       session.close();
     }
     const wrapper = new Http2UpstreamStream(stream);
@@ -190,6 +213,7 @@ export class Http2ConnPool {
   }
 
   destroy(): void {
-    this.session?.destroy();
+    for (const e of this.sessions) e.session.destroy();
+    this.sessions = [];
   }
 }
