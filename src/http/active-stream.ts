@@ -29,6 +29,15 @@ const HOP_BY_HOP = [
 ];
 
 export function stripHopByHop(h: Headers): void {
+  // Headers the Connection header names are hop-by-hop too (RFC 9110 7.6.1).
+  const conn = h.connection;
+  if (conn !== undefined) {
+    for (const t of (Array.isArray(conn) ? conn.join(',') : conn).split(',')) {
+      const name = t.trim().toLowerCase();
+      if (name && name !== 'close' && name !== 'keep-alive' && name !== 'upgrade' && name !== 'te' && name.charCodeAt(0) !== 58)
+        delete h[name];
+    }
+  }
   for (const k of HOP_BY_HOP) if (h[k] !== undefined) delete h[k];
   const te = h.te;
   // TE is hop-by-hop too, except "trailers", which gRPC needs end to end.

@@ -207,10 +207,16 @@ export class ConnectionManager implements NetworkFilter {
   private sniffByReading(socket: Socket, conn: DownstreamConnection): void {
     socket.resume();
     // A client that closes, or stays silent past the idle timeout, before saying enough is dropped.
-    const giveUp = () => socket.destroy();
-    socket.once('end', giveUp);
     const idle =
-      this.config.idleTimeoutMs > 0 ? setTimeout(giveUp, timerMs(this.config.idleTimeoutMs)) : undefined;
+      this.config.idleTimeoutMs > 0
+        ? setTimeout(() => socket.destroy(), timerMs(this.config.idleTimeoutMs)).unref()
+        : undefined;
+    const giveUp = () => {
+      clearTimeout(idle);
+      socket.destroy();
+    };
+    socket.once('end', giveUp);
+    socket.once('close', () => clearTimeout(idle));
     let seen: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       seen = seen.length ? Buffer.concat([seen, chunk]) : chunk;
@@ -246,6 +252,7 @@ export class ConnectionManager implements NetworkFilter {
         bufferLimit: conn.bufferLimit,
         serverName: cfg.serverName,
         requestHeadersTimeoutMs: cfg.requestHeadersTimeoutMs,
+        streamIdleTimeoutMs: cfg.streamIdleTimeoutMs,
         maxConnectionDurationMs: cfg.maxConnectionDurationMs,
         maxRequestsPerConnection: cfg.maxRequestsPerConnection,
       },
@@ -312,9 +319,10 @@ export class ConnectionManager implements NetworkFilter {
     if (socket instanceof net.Socket) socket.resume();
   }
 
-  private onLimit(which: 'headers_timeout' | 'max_duration' | 'max_requests'): void {
+  private onLimit(which: 'headers_timeout' | 'idle_headers' | 'max_duration' | 'max_requests'): void {
     const st = this.stats;
     if (which === 'headers_timeout') st.downstream_rq_header_timeout.inc();
+    else if (which === 'idle_headers') st.downstream_rq_idle_timeout.inc();
     else if (which === 'max_duration') st.downstream_cx_max_duration_reached.inc();
     else st.downstream_cx_max_requests_reached.inc();
   }

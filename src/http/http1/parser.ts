@@ -65,7 +65,9 @@ enum State {
 const CRLF = 0x0a0d; // "\r\n" read as little-endian uint16
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: .*)?$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const BAD_VALUE = /[\0\r\n]/;
+// Control characters other than tab are not allowed in field values (RFC 9110 5.5).
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
 /** Spaces and control characters (including DEL) may not appear in a request target. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const BAD_TARGET = /[\x00-\x20\x7f]/;
@@ -117,10 +119,10 @@ export class Http1Parser {
           // Tolerate empty lines before a message (RFC 9112 2.2).
           while (off + 1 < buf.length && buf[off] === 13 && buf[off + 1] === 10) off += 2;
           const end = buf.indexOf('\r\n\r\n', off, 'latin1');
-          // A head ended by bare LFs is malformed (Envoy's codec rejects it); say so instead of waiting.
-          const bare = buf.indexOf('\n\n', off, 'latin1');
-          if (bare >= 0 && (end < 0 || bare < end + 2))
-            throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
+          // A head ended by bare LFs is malformed (Envoy's codec rejects it); say so instead of
+          // waiting. Only the head is searched (a body or pipelined requests may follow it).
+          const bare = (end < 0 ? buf : buf.subarray(0, end + 2)).indexOf('\n\n', off, 'latin1');
+          if (bare >= 0) throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
           if (end < 0) {
             if (buf.length - off > this.limits.maxHeaderBytes)
               throw new ParseError(431, 'http1.headers_too_large', 'headers too large');

@@ -25,6 +25,8 @@ export interface Http1ServerOptions {
   serverName: string;
   /** request_headers_timeout: headers must arrive within this long of the first byte (0 = off). */
   requestHeadersTimeoutMs: number;
+  /** stream_idle_timeout: bounds the header phase when request_headers_timeout is off (0 = off). */
+  streamIdleTimeoutMs: number;
   /** max_connection_duration: drain the connection after this long (0 = off). */
   maxConnectionDurationMs: number;
   /** max_requests_per_connection: the N-th response closes the connection (0 = off). */
@@ -36,7 +38,7 @@ export interface Http1ServerCallbacks {
   /** A protocol error closed the connection (for stats). */
   onProtocolError(e: ParseError): void;
   /** Connection-level limits reached (for stats). */
-  onLimit(which: 'headers_timeout' | 'max_duration' | 'max_requests'): void;
+  onLimit(which: 'headers_timeout' | 'idle_headers' | 'max_duration' | 'max_requests'): void;
 }
 
 class Http1ServerStream implements ServerStream, ResponseSink {
@@ -274,17 +276,18 @@ export class Http1ServerConnection {
   }
 
   private feed(chunk: Buffer): void {
-    if (
-      this.options.requestHeadersTimeoutMs > 0 &&
-      !this.active &&
-      !this.headersTimer &&
-      !this.parser.inProgress
-    ) {
-      // Envoy closes a connection whose request headers do not complete in time.
-      this.headersTimer = setTimeout(() => {
-        this.callbacks.onLimit('headers_timeout');
-        this.socket.destroy();
-      }, timerMs(this.options.requestHeadersTimeoutMs));
+    if (!this.active && !this.headersTimer && !this.parser.inProgress) {
+      // The header phase is bounded from the first byte: by request_headers_timeout, else by the
+      // stream idle timeout (Envoy's stream exists from the first byte), so a client trickling
+      // header bytes cannot hold a connection forever.
+      const headersTimeout = this.options.requestHeadersTimeoutMs;
+      const ms = headersTimeout > 0 ? headersTimeout : this.options.streamIdleTimeoutMs;
+      if (ms > 0) {
+        this.headersTimer = setTimeout(() => {
+          this.callbacks.onLimit(headersTimeout > 0 ? 'headers_timeout' : 'idle_headers');
+          this.socket.destroy();
+        }, timerMs(ms)).unref();
+      }
     }
     let rest: Buffer | undefined;
     try {
@@ -295,7 +298,11 @@ export class Http1ServerConnection {
         this.protocolError(e);
         return;
       }
-      throw e;
+      // A bug must cost this connection, not the process.
+      log.error(`HTTP/1 connection failed: ${(e as Error).stack ?? e}`);
+      this.active?.abort();
+      this.socket.destroy();
+      return;
     } finally {
       this.parsing = false;
     }
@@ -314,8 +321,30 @@ export class Http1ServerConnection {
         return;
       }
       this.parser.reset();
-      if (rest?.length) this.feed(rest);
+      if (rest?.length) {
+        if (this.socket.writableNeedDrain) {
+          // Answers are piling up unread (a client pipelining without reading): stop parsing
+          // until they drain, so memory stays bounded.
+          this.waitForDrain(rest);
+          return;
+        }
+        this.feed(rest);
+      }
     }
+  }
+
+  private waitForDrain(rest: Buffer): void {
+    this.readPaused = true;
+    this.socket.pause();
+    this.backlog = this.backlog ? Buffer.concat([rest, this.backlog]) : rest;
+    this.socket.once('drain', () => {
+      if (this.active || this.closed) return; // onResponseComplete resumes once that response ends
+      this.readPaused = false;
+      const b = this.backlog;
+      this.backlog = undefined;
+      if (!this.bodyPaused) this.socket.resume();
+      if (b) this.feed(b);
+    });
   }
 
   private onHead(h: MessageHead): void {
@@ -369,6 +398,12 @@ export class Http1ServerConnection {
     if (this.parsing) return;
     this.parser.reset();
     if (this.readPaused) {
+      if (this.socket.writableNeedDrain && this.backlog) {
+        const b = this.backlog;
+        this.backlog = undefined;
+        this.waitForDrain(b);
+        return;
+      }
       this.readPaused = false;
       const b = this.backlog;
       this.backlog = undefined;

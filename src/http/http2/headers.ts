@@ -58,7 +58,10 @@ export function toHttp2Headers(h: Headers, out: http2.OutgoingHttpHeaders = {}):
     const v = h[k];
     if (v === undefined || k.charCodeAt(0) === 58 || CONNECTION_SPECIFIC.has(k)) continue;
     if (k === 'te' && v !== 'trailers') continue;
-    out[k] = Array.isArray(v) && SINGLE_VALUE.has(k) ? v.join(', ') : v;
+    if (Array.isArray(v) && SINGLE_VALUE.has(k)) {
+      // Repeated content-length values were checked equal by the HTTP/1 parser: keep one.
+      out[k] = k === 'content-length' ? v[0] : v.join(', ');
+    } else out[k] = v;
   }
   return out;
 }

@@ -75,15 +75,16 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
 
   writeHeaders(status: number, headers: Headers, endStream: boolean): void {
     if (this.stream.headersSent || this.stream.destroyed) return;
-    const out: http2.OutgoingHttpHeaders = { ':status': status };
-    for (const k in headers) {
-      // Connection-specific headers are not allowed in HTTP/2.
-      if (k.charCodeAt(0) === 58 || k === 'connection' || k === 'transfer-encoding' || k === 'keep-alive')
-        continue;
-      out[k] = headers[k];
-    }
+    const out = toHttp2Headers(headers, { ':status': status });
     if (out.date === undefined) out.date = httpDate();
-    this.stream.respond(out, { endStream, waitForTrailers: !endStream });
+    try {
+      this.stream.respond(out, { endStream, waitForTrailers: !endStream });
+    } catch {
+      // Headers Node's HTTP/2 cannot encode: reset this stream, as Envoy resets a stream whose
+      // headers its codec rejects.
+      this.reset();
+      return;
+    }
     if (endStream) this.finished = true;
   }
 
