@@ -34,7 +34,14 @@ export function stripHopByHop(h: Headers): void {
   if (conn !== undefined) {
     for (const t of (Array.isArray(conn) ? conn.join(',') : conn).split(',')) {
       const name = t.trim().toLowerCase();
-      if (name && name !== 'close' && name !== 'keep-alive' && name !== 'upgrade' && name !== 'te' && name.charCodeAt(0) !== 58)
+      if (
+        name &&
+        name !== 'close' &&
+        name !== 'keep-alive' &&
+        name !== 'upgrade' &&
+        name !== 'te' &&
+        name.charCodeAt(0) !== 58
+      )
         delete h[name];
     }
   }

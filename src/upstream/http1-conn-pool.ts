@@ -195,7 +195,8 @@ export class Http1ClientConnection {
         break;
       }
     } catch (e) {
-      if (!(e instanceof ParseError)) log.error(`upstream HTTP/1 connection failed: ${(e as Error).stack ?? e}`);
+      if (!(e instanceof ParseError))
+        log.error(`upstream HTTP/1 connection failed: ${(e as Error).stack ?? e}`);
       // Malformed input (or a bug) costs this request and connection, never the process.
       this.failStream('protocol_error', (e as Error).message);
       this.destroy();
