@@ -259,7 +259,14 @@ export class ConnectionManager implements NetworkFilter {
       conn.tls ? 'https' : 'http',
       {
         onStream: (s) => this.onStream(s, conn),
-        onProtocolError: () => this.stats.downstream_cx_protocol_error.inc(),
+        onProtocolError: (e) => {
+          // A request the codec rejects still counts as a request answered with its status.
+          const st = this.stats;
+          st.downstream_cx_protocol_error.inc();
+          st.downstream_rq_total.inc();
+          st.downstream_rq_http1_total.inc();
+          st.responseClass(e.status);
+        },
         onLimit: (which) => this.onLimit(which),
       },
     );

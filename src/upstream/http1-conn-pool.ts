@@ -25,7 +25,8 @@ export interface Http1PoolOptions {
   maxRequestsPerConnection: number;
 }
 
-const RESPONSE_LIMITS = { maxHeaderBytes: 96 * 1024, maxHeaderCount: 200 };
+/** Envoy's defaults for upstream responses: 60 KiB of headers (max_response_headers_kb), 100 headers. */
+const RESPONSE_LIMITS = { maxHeaderBytes: 60 * 1024, maxHeaderCount: 100 };
 
 class Http1UpstreamStream implements UpstreamRequest {
   requestDone = false;

@@ -64,9 +64,15 @@ class Http1ServerStream implements ServerStream, ResponseSink {
     const host = h.host;
     delete h.host;
     h[':method'] = head.method;
-    h[':path'] = head.path;
     h[':scheme'] = scheme;
     if (host !== undefined) h[':authority'] = Array.isArray(host) ? host[0]! : host;
+    const abs = ABSOLUTE_FORM.exec(head.path);
+    if (abs) {
+      // Absolute-form target (a client using Herald as its HTTP proxy): as Envoy's codec does,
+      // the URL's host becomes :authority and its path :path.
+      h[':authority'] = abs[2]!;
+      h[':path'] = abs[3] || '/';
+    } else h[':path'] = head.path;
     this.headers = h;
     this.closeAfter = head.close;
     this.upgradeRequest = head.upgrade && head.minor === 1;
@@ -504,6 +510,8 @@ const REASONS: Record<number, string> = {
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
 };
+
+const ABSOLUTE_FORM = /^(https?):\/\/([^/?#]+)(.*)$/i;
 
 export function reason(status: number): string {
   return REASONS[status] ?? 'Unknown';

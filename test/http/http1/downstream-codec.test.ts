@@ -3,6 +3,8 @@
 // upgrades, the headers Herald adds and strips, pipelining, clients that go
 // away mid-body, and local replies to requests whose body was not read.
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
   bootstrap,
@@ -13,7 +15,14 @@ import {
   simpleRouteConfig,
   sleep,
 } from '../../helpers/data-path.js';
-import { type Running, request, startHerald, stat } from '../../helpers/harness.js';
+import {
+  httpBootstrap,
+  type Running,
+  request,
+  startHerald,
+  stat,
+  staticCluster,
+} from '../../helpers/harness.js';
 import {
   parseResponses,
   type RawUpstream,
@@ -320,5 +329,42 @@ describe('HTTP/1 downstream codec', () => {
     const r = await unreadBody();
     assert.match(r.text, /^HTTP\/1\.1 404 /);
     assert.match(r.text, /\r\nconnection: close\r\n/i);
+  });
+});
+
+describe('absolute-form request targets', () => {
+  let up: http.Server;
+  let h: Running;
+  before(async () => {
+    up = http.createServer((req, res) => res.end(`${req.headers.host} ${req.url}`));
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const port = (up.address() as AddressInfo).port;
+    h = await startHerald(
+      httpBootstrap({
+        domains: '"proxied.example"',
+        routes: '- match: { prefix: / }\n  route: { cluster: up }',
+        clusters: staticCluster('up', [port]),
+      }),
+    );
+  });
+  after(async () => {
+    await h.stop();
+    up.closeAllConnections();
+    await new Promise((r) => up.close(r));
+  });
+
+  it('GET http://host/path routes on the URL host and sends origin-form upstream', async () => {
+    const data = await new Promise<string>((resolve) => {
+      const s = connect(h.port(), '127.0.0.1', () =>
+        s.write(
+          'GET http://proxied.example/a/b?x=1 HTTP/1.1\r\nHost: ignored.example\r\nConnection: close\r\n\r\n',
+        ),
+      );
+      let d = '';
+      s.on('data', (c) => (d += c));
+      s.on('close', () => resolve(d));
+    });
+    assert.match(data, /^HTTP\/1\.1 200 OK/);
+    assert.match(data, /proxied\.example \/a\/b\?x=1$/);
   });
 });
