@@ -25,6 +25,11 @@ export interface FormatContext {
 
 type Getter = (c: FormatContext) => string | undefined;
 
+/** Envoy prints durations as whole milliseconds, "-" when the event did not happen. */
+function ms(v: number): string | undefined {
+  return v < 0 ? undefined : String(Math.floor(v));
+}
+
 function header(h: Headers | undefined, name: string): string | undefined {
   const v = h?.[name];
   return Array.isArray(v) ? v.join(',') : v;
@@ -41,6 +46,13 @@ const SIMPLE: Record<string, Getter> = {
   PROTOCOL: (c) => c.protocol,
   HOSTNAME: () => os.hostname(),
   START_TIME: (c) => new Date(c.info.startTime).toISOString(),
+  DURATION: (c) => ms(c.info.lastResponseByteMs),
+  REQUEST_DURATION: (c) => ms(c.info.lastRequestByteMs),
+  RESPONSE_DURATION: (c) => ms(c.info.firstResponseByteMs),
+  RESPONSE_TX_DURATION: (c) =>
+    c.info.lastResponseByteMs < 0 || c.info.firstResponseByteMs < 0
+      ? undefined
+      : String(Math.floor(c.info.lastResponseByteMs - c.info.firstResponseByteMs)),
   RESPONSE_CODE: (c) => String(c.info.responseCode),
   RESPONSE_CODE_DETAILS: (c) => c.info.responseCodeDetails || undefined,
   RESPONSE_FLAGS: (c) => responseFlagsShort(c.info.responseFlags),

@@ -2,6 +2,11 @@
 import { httpConnectionManagerFactory } from '../http/conn-manager-config.js';
 import { tcpProxyFactory } from '../network/tcp-proxy.js';
 import { routerFactory } from '../router/router-filter.js';
+import {
+  fileAccessLogFactory,
+  stderrAccessLogFactory,
+  stdoutAccessLogFactory,
+} from './access_loggers/file.js';
 import { httpInspectorFactory } from './filters/listener/http-inspector.js';
 import { tlsInspectorFactory } from './filters/listener/tls-inspector.js';
 import {
@@ -18,6 +23,9 @@ let done = false;
 export function registerBuiltinExtensions(): void {
   if (done) return;
   done = true;
+  // Access loggers
+  for (const f of [fileAccessLogFactory, stdoutAccessLogFactory, stderrAccessLogFactory])
+    registry.register(f);
   // Listener filters
   registry.register(tlsInspectorFactory);
   registry.register(httpInspectorFactory);

@@ -72,6 +72,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
   private headersSent = false;
   private done = false;
   private resetCallbacks: Array<() => void> = [];
+  private responseHeaders: Headers | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   /** Set by the connection manager for upgrade requests (WebSocket). */
   upgradeType: string | undefined;
@@ -93,11 +94,13 @@ export class ActiveStream implements DecoderFilterCallbacks {
     this.setStreamIdleTimeout(config.streamIdleTimeoutMs);
     if (config.requestTimeoutMs > 0 && !stream.body.ended)
       this.requestTimer = setTimeout(() => this.onRequestTimeout(), timerMs(config.requestTimeoutMs)).unref();
+    if (stream.body.ended) this.streamInfo.lastRequestByteMs = this.streamInfo.elapsedMs();
     stream.body.observer = {
       activity: () => this.idleTimer?.refresh(),
       ended: () => {
         clearTimeout(this.requestTimer);
         this.idleTimer?.refresh();
+        this.streamInfo.lastRequestByteMs = this.streamInfo.elapsedMs();
       },
     };
     stream.onClose((complete) => {
@@ -109,6 +112,12 @@ export class ActiveStream implements DecoderFilterCallbacks {
       }
       this.done = true;
       this.streamInfo.bytesReceived = stream.body.bytes;
+      this.streamInfo.lastResponseByteMs = this.streamInfo.elapsedMs();
+      const loggers = config.accessLoggers;
+      if (loggers.length) {
+        const c = this.formatContext(this.responseHeaders);
+        for (const l of loggers) l.log(c);
+      }
       for (const f of this.filters) f.onDestroy?.();
       onComplete(this);
     });
@@ -256,6 +265,8 @@ export class ActiveStream implements DecoderFilterCallbacks {
   private writeHeaders(p: PendingResponse): void {
     if (this.headersSent || this.done) return;
     this.headersSent = true;
+    this.streamInfo.firstResponseByteMs = this.streamInfo.elapsedMs();
+    this.responseHeaders = p.headers;
     this.idleTimer?.refresh();
     this.streamInfo.responseCode = p.status;
     const cfg = this.config;

@@ -1,4 +1,6 @@
 // envoy.filters.network.http_connection_manager: config compiled once.
+
+import type { AccessLogger } from '../accesslog/access-log.js';
 import type { Reader } from '../config/reader.js';
 import { type ExtensionFactory, type FactoryContext, registry } from '../extensions/registry.js';
 import type { NetworkFilterFactory } from '../network/filter.js';
@@ -50,6 +52,8 @@ export interface ConnectionManagerConfig {
   path: import('./path-utility.js').PathOptions;
   /** strip_matching_host_port / strip_any_host_port: drop the port from :authority before routing. */
   stripHostPort: 'none' | 'matching' | 'any';
+  /** access_log: written when each stream ends. */
+  accessLoggers: AccessLogger[];
   /** upgrade_configs: upgrade type (lower case) -> enabled. */
   upgrades: Map<string, boolean>;
   server: ServerContext;
@@ -146,6 +150,10 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     maxConnectionDurationMs,
     maxRequestsPerConnection,
     upgrades: compileUpgradeConfigs(r),
+    accessLoggers: r.list('access_log').map((a) => {
+      if (a.has('filter')) throw a.error('filter', 'access log filters are not supported yet');
+      return ctx.compileExtension<AccessLogger>('access_logger', a);
+    }),
     stripHostPort: r.bool('strip_any_host_port')
       ? 'any'
       : r.bool('strip_matching_host_port')

@@ -59,6 +59,15 @@ export function responseFlagsLong(bits: number): string {
 export class StreamInfo {
   readonly startTime = Date.now();
   readonly startHr = process.hrtime.bigint();
+  /** Milliseconds from start, or -1 when it did not happen. */
+  lastRequestByteMs = -1;
+  firstResponseByteMs = -1;
+  lastResponseByteMs = -1;
+
+  /** Milliseconds since the stream started. */
+  elapsedMs(): number {
+    return Number(process.hrtime.bigint() - this.startHr) / 1e6;
+  }
   responseFlags = 0;
   responseCode = 0;
   responseCodeDetails = '';

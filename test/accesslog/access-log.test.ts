@@ -1,0 +1,98 @@
+// HCM access logs to a file: Envoy's default format, a text format and a JSON
+// format, with response flags and durations, written after real traffic.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  httpBootstrap,
+  type Running,
+  request,
+  startHerald,
+  startUpstream,
+  staticCluster,
+  type Upstream,
+} from '../helpers/harness.js';
+
+async function lines(file: string, n: number): Promise<string[]> {
+  const end = Date.now() + 3000;
+  for (;;) {
+    const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+    const got = text.split('\n').filter(Boolean);
+    if (got.length >= n || Date.now() > end) return got;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('access logs', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-al-'));
+  const dflt = path.join(dir, 'default.log');
+  const txt = path.join(dir, 'text.log');
+  const js = path.join(dir, 'json.log');
+  let up: Upstream;
+  let h: Running;
+  before(async () => {
+    up = await startUpstream('hello');
+    h = await startHerald(
+      httpBootstrap({
+        hcmExtra: `access_log:
+- name: envoy.access_loggers.file
+  typed_config: { "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: ${dflt} }
+- name: envoy.access_loggers.file
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+    path: ${txt}
+    log_format: { text_format_source: { inline_string: "%RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_CLUSTER% %REQ(:PATH)% %RESPONSE_CODE_DETAILS%\\n" } }
+- name: envoy.access_loggers.file
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+    path: ${js}
+    log_format: { json_format: { status: "%RESPONSE_CODE%", flags: "%RESPONSE_FLAGS%", method: "%REQ(:METHOD)%", host: "%UPSTREAM_HOST%" }, omit_empty_values: true }`,
+        routes: `- match: { prefix: /ok }
+  route: { cluster: up }
+- match: { prefix: /dead }
+  route: { cluster: dead }`,
+        clusters: `${staticCluster('up', [up.port])}
+${staticCluster('dead', [1])}`,
+      }),
+    );
+    await request(h.port(), {
+      path: '/ok',
+      headers: { 'user-agent': 'test-agent', 'x-request-id': 'rid-1' },
+    });
+    await request(h.port(), { path: '/dead' });
+    await request(h.port(), { path: '/nowhere' });
+  });
+  after(async () => {
+    await h.stop();
+    await up.close();
+  });
+
+  it("writes Envoy's default format", async () => {
+    const [ok] = await lines(dflt, 3);
+    assert.match(
+      ok!,
+      /^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] "GET \/ok HTTP\/1\.1" 200 - 0 5 \d+ \d+ "-" "test-agent" "rid-1" "127\.0\.0\.1:\d+" "127\.0\.0\.1:\d+"$/,
+    );
+  });
+
+  it('writes a text format with response flags and details', async () => {
+    const got = await lines(txt, 3);
+    assert.deepEqual(got, [
+      '200 - up /ok via_upstream',
+      '503 UF dead /dead upstream_reset_before_response_started{connection_failure}',
+      '404 NR - /nowhere route_not_found',
+    ]);
+  });
+
+  it('writes JSON, numbers typed and empty values omitted', async () => {
+    const got = (await lines(js, 3)).map((l) => JSON.parse(l));
+    assert.equal(got[0].status, 200);
+    assert.equal(got[0].method, 'GET');
+    assert.match(got[0].host, /^127\.0\.0\.1:\d+$/);
+    assert.equal(got[1].flags, 'UF');
+    assert.equal(got[2].flags, 'NR');
+    assert.equal('host' in got[2], false);
+  });
+});
