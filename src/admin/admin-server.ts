@@ -3,6 +3,7 @@
 // 127.0.0.1. Endpoints that change state accept POST only, as Envoy's do.
 import http from 'node:http';
 import type net from 'node:net';
+import { reopenAccessLogs } from '../accesslog/access-log.js';
 import { logger } from '../common/logger.js';
 import { BOOTSTRAP_TYPE } from '../config/bootstrap-loader.js';
 import { envoyProtos } from '../config/envoy-protos.js';
@@ -57,6 +58,10 @@ export class AdminServer {
     });
     this.add('/healthcheck/ok', 'cause the server to pass health checks', true, (_q, res) => {
       this.server.setHealthCheckFailed(false);
+      send(res, 200, 'OK\n');
+    });
+    this.add('/reopen_logs', 'reopen access logs', true, (_q, res) => {
+      reopenAccessLogs();
       send(res, 200, 'OK\n');
     });
     this.add('/quitquitquit', 'exit the server', true, (_q, res) => {

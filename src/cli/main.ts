@@ -1,4 +1,5 @@
 // `herald`: Envoy's command line over Herald's server.
+import { reopenAccessLogs } from '../accesslog/access-log.js';
 import { applyComponentLevels, logger, parseLevel, setAllLevels } from '../common/logger.js';
 import { ConfigError, ConfigErrors } from '../config/errors.js';
 import { demoConfigYaml, startDemoUpstreams } from '../demo/demo.js';
@@ -109,6 +110,8 @@ export async function main(argv: string[]): Promise<void> {
   };
   server.onQuit = () => void exit(0);
   process.once('SIGINT', () => void exit(0));
+  // Log rotation, as Envoy: SIGUSR1 reopens access-log files.
+  process.on('SIGUSR1', () => reopenAccessLogs());
   process.once('SIGTERM', () => void exit(0));
   try {
     await server.start();

@@ -96,3 +96,35 @@ ${staticCluster('dead', [1])}`,
     assert.equal('host' in got[2], false);
   });
 });
+
+describe('access log rotation', () => {
+  it('POST /reopen_logs starts writing to a fresh file after the old one was moved away', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-rot-'));
+    const file = path.join(dir, 'access.log');
+    const up = await startUpstream('x');
+    const h = await startHerald(
+      httpBootstrap({
+        hcmExtra: `access_log:
+- name: envoy.access_loggers.file
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+    path: ${file}
+    log_format: { text_format_source: { inline_string: "%REQ(:PATH)%\\n" } }`,
+        routes: '- match: { prefix: / }\n  route: { cluster: up }',
+        clusters: staticCluster('up', [up.port]),
+      }),
+    );
+    try {
+      await request(h.port(), { path: '/before' });
+      assert.deepEqual(await lines(file, 1), ['/before']);
+      fs.renameSync(file, `${file}.1`);
+      assert.equal((await request(h.adminPort, { path: '/reopen_logs', method: 'POST' })).status, 200);
+      await request(h.port(), { path: '/after' });
+      assert.deepEqual(await lines(file, 1), ['/after']);
+      assert.deepEqual(fs.readFileSync(`${file}.1`, 'utf8'), '/before\n');
+    } finally {
+      await h.stop();
+      await up.close();
+    }
+  });
+});
