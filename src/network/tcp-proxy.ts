@@ -2,10 +2,13 @@
 // host of the cluster and copies bytes both ways, carrying half-close.
 
 import type net from 'node:net';
+import type { AccessLogger } from '../accesslog/access-log.js';
 import { logger } from '../common/logger.js';
+import type { FormatContext } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import type { Reader } from '../config/reader.js';
 import type { ExtensionFactory, FactoryContext } from '../extensions/registry.js';
+import { ResponseFlag, StreamInfo } from '../http/stream-info.js';
 import type { ServerContext } from '../server/server-context.js';
 import type { Counter } from '../stats/store.js';
 import { connectToHost } from '../upstream/transport-socket.js';
@@ -19,6 +22,7 @@ export const TCP_PROXY_TYPE_URL =
 
 interface TcpProxyConfig {
   statPrefix: string;
+  accessLoggers: AccessLogger[];
   cluster?: string;
   weighted?: { name: string; weight: number }[];
   totalWeight: number;
@@ -47,6 +51,10 @@ class TcpProxyStats {
 function compileTcpProxy(r: Reader, ctx: FactoryContext): TcpProxyConfig {
   const cfg: TcpProxyConfig = {
     statPrefix: r.str('stat_prefix', ''),
+    accessLoggers: r.list('access_log').map((a) => {
+      if (a.has('filter')) throw a.error('filter', 'access log filters are not supported yet');
+      return ctx.compileExtension<AccessLogger>('access_logger', a);
+    }),
     totalWeight: 0,
     // Envoy's default idle timeout for tcp_proxy is 1 hour; 0 disables it.
     idleTimeoutMs: r.durationMs('idle_timeout', 3600_000),
@@ -96,9 +104,30 @@ class TcpProxyFilter implements NetworkFilter {
     const down = conn.socket;
     this.stats.downstream_cx_total.inc();
     down.pause();
-    const cluster = this.server.clusterManager.get(this.pickCluster());
+    const info = new StreamInfo();
+    if (this.cfg.accessLoggers.length) {
+      // One access-log entry per connection, when it closes (Envoy's tcp_proxy access log).
+      down.once('close', () => {
+        info.lastResponseByteMs = info.elapsedMs();
+        const c: FormatContext = {
+          info,
+          protocol: '-',
+          remoteAddress: conn.remoteAddress,
+          remotePort: conn.remotePort,
+          directRemoteAddress: conn.remoteAddress,
+          directRemotePort: conn.remotePort,
+          localAddress: conn.localAddress,
+          localPort: conn.localPort,
+        };
+        for (const l of this.cfg.accessLoggers) l.log(c);
+      });
+    }
+    const clusterName = this.pickCluster();
+    info.upstreamCluster = clusterName;
+    const cluster = this.server.clusterManager.get(clusterName);
     if (!cluster) {
       this.stats.downstream_cx_no_route.inc();
+      info.setFlag(ResponseFlag.NC);
       down.destroy();
       return NetworkFilterStatus.StopIteration;
     }
@@ -109,9 +138,12 @@ class TcpProxyFilter implements NetworkFilter {
       const host = cluster.chooseHost();
       if (!host) {
         cluster.stats.upstream_cx_none_healthy.inc();
+        info.setFlag(ResponseFlag.UH);
         down.destroy();
         return;
       }
+      info.upstreamHost = host.addressString;
+      info.attemptCount = attempts;
       cluster.stats.upstream_cx_total.inc();
       // Half-open so a client's FIN travels on while the upstream may still answer.
       const { socket: up, readyEvent } = connectToHost(host, cluster.config.tls, true);
@@ -126,7 +158,7 @@ class TcpProxyFilter implements NetworkFilter {
         connected = true;
         pending = undefined;
         cluster.stats.upstream_cx_active.inc();
-        this.bridge(down, up, conn.bufferLimit);
+        this.bridge(down, up, conn.bufferLimit, info);
       });
       up.once('error', (e) => {
         clearTimeout(timer);
@@ -134,7 +166,12 @@ class TcpProxyFilter implements NetworkFilter {
         cluster.stats.upstream_cx_connect_fail.inc();
         log.debug(`tcp_proxy: connect to ${host.addressString} failed: ${e.message}`);
         if (attempts < this.cfg.maxConnectAttempts && !down.destroyed) connect();
-        else down.destroy();
+        else {
+          // Envoy: UF, and URX when more than one attempt was allowed.
+          info.setFlag(ResponseFlag.UF);
+          if (this.cfg.maxConnectAttempts > 1) info.setFlag(ResponseFlag.URX);
+          down.destroy();
+        }
       });
       up.once('close', () => {
         if (connected) cluster.stats.upstream_cx_active.dec();
@@ -146,7 +183,7 @@ class TcpProxyFilter implements NetworkFilter {
     return NetworkFilterStatus.StopIteration;
   }
 
-  private bridge(down: net.Socket, up: net.Socket, limit: number): void {
+  private bridge(down: net.Socket, up: net.Socket, limit: number, info: StreamInfo): void {
     const stats = this.stats;
     const idle = this.cfg.idleTimeoutMs;
     const onIdle = () => {
@@ -160,6 +197,7 @@ class TcpProxyFilter implements NetworkFilter {
     }
     down.on('data', (chunk: Buffer) => {
       stats.downstream_cx_rx_bytes_total.inc(chunk.length);
+      info.bytesReceived += chunk.length;
       // Pause reading only past per_connection_buffer_limit_bytes of unsent data.
       if (!up.write(chunk) && up.writableLength >= limit) {
         down.pause();
@@ -168,6 +206,7 @@ class TcpProxyFilter implements NetworkFilter {
     });
     up.on('data', (chunk: Buffer) => {
       stats.downstream_cx_tx_bytes_total.inc(chunk.length);
+      info.bytesSent += chunk.length;
       if (!down.write(chunk) && down.writableLength >= limit) {
         up.pause();
         down.once('drain', () => up.resume());

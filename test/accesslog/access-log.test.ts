@@ -7,6 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
   httpBootstrap,
+  indent,
   type Running,
   request,
   startHerald,
@@ -125,6 +126,58 @@ describe('access log rotation', () => {
     } finally {
       await h.stop();
       await up.close();
+    }
+  });
+});
+
+describe('tcp_proxy access log', () => {
+  it('logs one line per connection with bytes, upstream and flags', async () => {
+    const net = await import('node:net');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-tcpal-'));
+    const file = path.join(dir, 'tcp.log');
+    const echo = net.createServer((s) => s.on('data', (d) => s.write(d)).on('end', () => s.end()));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const echoPort = (echo.address() as { port: number }).port;
+    const tcp = (name: string, cluster: string, attempts = 1) => `
+  - name: ${name}
+    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: ${name}
+          cluster: ${cluster}
+          max_connect_attempts: ${attempts}
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: ${file}
+              log_format: { text_format_source: { inline_string: "%UPSTREAM_CLUSTER% %BYTES_RECEIVED% %BYTES_SENT% %RESPONSE_FLAGS% %UPSTREAM_REQUEST_ATTEMPT_COUNT%\\n" } }`;
+    const h = await startHerald(`
+static_resources:
+  listeners:${tcp('good', 'echo')}${tcp('bad', 'dead', 2)}
+  clusters:
+${indent(staticCluster('echo', [echoPort]), 2)}
+${indent(staticCluster('dead', [1]), 2)}
+`);
+    try {
+      await new Promise<void>((resolve) => {
+        const s = net.connect(h.port('good'), '127.0.0.1', () => s.end('hello'));
+        s.on('data', () => {});
+        s.on('close', () => resolve());
+      });
+      await new Promise<void>((resolve) => {
+        const s = net.connect(h.port('bad'), '127.0.0.1');
+        s.on('error', () => {});
+        s.on('close', () => resolve());
+      });
+      const got = await lines(file, 2);
+      assert.deepEqual(got.sort(), ['dead 0 0 UF,URX 2', 'echo 5 5 - 1']);
+    } finally {
+      await h.stop();
+      echo.close();
     }
   });
 });
