@@ -35,7 +35,6 @@ class TcpProxyStats {
   readonly downstream_cx_rx_bytes_total: Counter;
   readonly downstream_cx_tx_bytes_total: Counter;
   readonly idle_timeout: Counter;
-  readonly upstream_flush_total: Counter;
   readonly downstream_cx_no_route: Counter;
   constructor(server: ServerContext, prefix: string) {
     const s = server.stats.scope(`tcp.${prefix}.`);
@@ -43,7 +42,6 @@ class TcpProxyStats {
     this.downstream_cx_rx_bytes_total = s.counter('downstream_cx_rx_bytes_total');
     this.downstream_cx_tx_bytes_total = s.counter('downstream_cx_tx_bytes_total');
     this.idle_timeout = s.counter('idle_timeout');
-    this.upstream_flush_total = s.counter('upstream_flush_total');
     this.downstream_cx_no_route = s.counter('downstream_cx_no_route');
   }
 }
