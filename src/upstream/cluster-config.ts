@@ -23,7 +23,7 @@ export interface LocalityEndpointsConfig {
 }
 
 /** 'downstream': the same protocol as the request (use_downstream_protocol_config). */
-export type UpstreamProtocol = 'http1' | 'http2' | 'downstream';
+export type UpstreamProtocol = 'http1' | 'http2' | 'downstream' | 'auto';
 
 export interface ClusterConfig {
   name: string;
@@ -166,6 +166,10 @@ export function compileCluster(r: Reader): ClusterConfig {
       if (op !== undefined) cfg.overprovisioningFactor = op;
     }
   }
+  if (cfg.protocol === 'auto' && !cfg.tls) {
+    // Envoy's auto_config picks by ALPN, which needs TLS; in plaintext it is HTTP/1.1.
+    cfg.protocol = 'http1';
+  }
   if (cfg.type === 'LOGICAL_DNS') {
     const n = cfg.localities.reduce((a, l) => a + l.endpoints.length, 0);
     if (n !== 1) throw r.error('load_assignment', 'LOGICAL_DNS clusters must have exactly one endpoint');
@@ -201,6 +205,17 @@ export function compileCluster(r: Reader): ClusterConfig {
       if (d.has('http3_protocol_options'))
         throw d.error('http3_protocol_options', 'HTTP/3 upstreams are not supported');
       cfg.protocol = 'downstream';
+    } else if (opts.has('auto_config')) {
+      const a = opts.msg('auto_config')!;
+      const h2 = a.msg('http2_protocol_options');
+      if (h2) cfg.http2 = readHttp2Options(h2);
+      const h1 = a.msg('http_protocol_options');
+      if (h1) readHttp1Options(h1);
+      if (a.has('http3_protocol_options'))
+        throw a.error('http3_protocol_options', 'HTTP/3 upstreams are not supported');
+      if (a.has('alternate_protocols_cache_options'))
+        throw a.error('alternate_protocols_cache_options', 'alternate protocols caches are not supported');
+      cfg.protocol = 'auto';
     } else {
       const which = opts.oneof('auto_config');
       throw opts.error(

@@ -108,19 +108,27 @@ export class Http1ClientConnection {
     readonly pool: Http1ConnPool,
     host: Host,
     connectTimeoutMs: number,
+    /** A connection already made (by auto_config's protocol probe). */
+    adopted?: net.Socket,
   ) {
-    const { socket: s, readyEvent } = connectToHost(host, pool.tls);
-    this.socket = s;
     this.parser = new Http1Parser('response', RESPONSE_LIMITS, {
       onHead: (h) => this.onHead(h),
       onBody: (c) => this.onBody(c),
       onComplete: (t) => this.onComplete(t),
     });
-    this.connectTimer = setTimeout(() => this.onConnectTimeout(), timerMs(connectTimeoutMs));
-    s.once(readyEvent, () => {
-      clearTimeout(this.connectTimer);
+    if (adopted) {
+      this.socket = adopted;
       this.connected = true;
-    });
+    } else {
+      const { socket, readyEvent } = connectToHost(host, pool.tls);
+      this.socket = socket;
+      this.connectTimer = setTimeout(() => this.onConnectTimeout(), timerMs(connectTimeoutMs));
+      socket.once(readyEvent, () => {
+        clearTimeout(this.connectTimer);
+        this.connected = true;
+      });
+    }
+    const s = this.socket;
     s.on('data', (c: Buffer) => this.onData(c));
     s.on('timeout', () => this.onIdleTimeout());
     s.once('end', () => this.onRemoteEnd());
@@ -375,14 +383,19 @@ export class Http1ConnPool {
     readonly tls: UpstreamTlsConfig | undefined,
   ) {}
 
-  newStream(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): UpstreamRequest {
+  newStream(
+    headers: Headers,
+    opts: NewStreamOptions,
+    cb: UpstreamCallbacks,
+    adopted?: net.Socket,
+  ): UpstreamRequest {
     let conn: Http1ClientConnection | undefined;
     while ((conn = this.idle.pop())) {
       if (!conn.closed && !conn.remoteClosed && !conn.socket.destroyed) break;
       conn.destroy(); // never reused, so never left open
     }
     if (!conn) {
-      conn = new Http1ClientConnection(this, this.host, opts.connectTimeoutMs);
+      conn = new Http1ClientConnection(this, this.host, opts.connectTimeoutMs, adopted);
       this.all.add(conn);
       this.stats.upstream_cx_total.inc();
       this.stats.upstream_cx_active.inc();

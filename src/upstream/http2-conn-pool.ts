@@ -85,6 +85,9 @@ export class Http2ConnPool {
   ) {}
 
   /** A session with room for a stream (max_concurrent_streams, and the peer's own limit), or a new one. */
+  /** A connection already made (by auto_config's protocol probe), used for the next session. */
+  adopted: import('node:net').Socket | undefined;
+
   private getSession(connectTimeoutMs: number): SessionEntry {
     for (const e of this.sessions) {
       if (!e.usable || e.session.closed || e.session.destroyed) continue;
@@ -98,11 +101,15 @@ export class Http2ConnPool {
       ...(this.h2.initialStreamWindowSize !== undefined
         ? { settings: { initialWindowSize: this.h2.initialStreamWindowSize } }
         : {}),
-      createConnection: () =>
-        connectToHost(
+      createConnection: () => {
+        const a = this.adopted;
+        this.adopted = undefined;
+        if (a) return a;
+        return connectToHost(
           host,
           tlsCfg ? { ...tlsCfg, options: { ALPNProtocols: ['h2'], ...tlsCfg.options } } : undefined,
-        ).socket,
+        ).socket;
+      },
     });
     stats.upstream_cx_total.inc();
     stats.upstream_cx_active.inc();

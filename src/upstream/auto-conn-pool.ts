@@ -1,0 +1,136 @@
+// auto_config: the upstream protocol is chosen by ALPN on the first TLS
+// connection to a host (h2, else HTTP/1.1), and that connection is handed to
+// the pool of the chosen protocol. Requests that arrive while the first
+// connection is being made wait for it, their operations queued.
+import type net from 'node:net';
+import type { Headers } from '../common/substitution-formatter.js';
+import { timerMs } from '../common/timers.js';
+import type { ClusterStats } from './cluster.js';
+import type { Host } from './host.js';
+import type { Http1ConnPool } from './http1-conn-pool.js';
+import type { Http2ConnPool } from './http2-conn-pool.js';
+import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
+import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
+
+type Op = (r: UpstreamRequest) => void;
+
+/** An upstream request whose real one does not exist yet: operations wait in order. */
+class DeferredRequest implements UpstreamRequest {
+  private real: UpstreamRequest | undefined;
+  private ops: Op[] = [];
+  private aborted = false;
+
+  attach(r: UpstreamRequest): void {
+    this.real = r;
+    for (const op of this.ops) op(r);
+    this.ops = [];
+    if (this.aborted) r.abort();
+  }
+
+  private run(op: Op): void {
+    if (this.real) op(this.real);
+    else this.ops.push(op);
+  }
+
+  sendData(chunk: Buffer, endStream: boolean): boolean {
+    // Held until the connection exists; bounded by the caller's buffer limit.
+    const c = this.real ? chunk : Buffer.from(chunk);
+    if (this.real) return this.real.sendData(c, endStream);
+    this.ops.push((r) => r.sendData(c, endStream));
+    return true;
+  }
+  sendTrailers(t: Headers): void {
+    this.run((r) => r.sendTrailers(t));
+  }
+  onDrain(cb: () => void): void {
+    if (this.real) this.real.onDrain(cb);
+    else queueMicrotask(cb);
+  }
+  abort(): void {
+    this.aborted = true;
+    this.real?.abort();
+  }
+  pauseResponse(): void {
+    this.run((r) => r.pauseResponse());
+  }
+  resumeResponse(): void {
+    this.run((r) => r.resumeResponse());
+  }
+}
+
+interface Waiting {
+  headers: Headers;
+  opts: NewStreamOptions;
+  cb: UpstreamCallbacks;
+  req: DeferredRequest;
+}
+
+export class AutoConnPool {
+  private chosen: Http1ConnPool | Http2ConnPool | undefined;
+  private waiting: Waiting[] = [];
+  private probing = false;
+
+  constructor(
+    private readonly host: Host,
+    private readonly stats: ClusterStats,
+    private readonly tls: UpstreamTlsConfig,
+    private readonly make: (protocol: 'http1' | 'http2') => Http1ConnPool | Http2ConnPool,
+  ) {}
+
+  newStream(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): UpstreamRequest {
+    if (this.chosen) return this.chosen.newStream(headers, opts, cb);
+    const req = new DeferredRequest();
+    this.waiting.push({ headers, opts, cb, req });
+    if (!this.probing) this.probe(opts.connectTimeoutMs);
+    return req;
+  }
+
+  private probe(connectTimeoutMs: number): void {
+    this.probing = true;
+    const { socket } = connectToHost(this.host, {
+      ...this.tls,
+      options: { ...this.tls.options, ALPNProtocols: ['h2', 'http/1.1'] },
+    });
+    const timer = setTimeout(() => {
+      this.stats.upstream_cx_connect_timeout.inc();
+      socket.destroy();
+    }, timerMs(connectTimeoutMs));
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      socket.removeListener('close', onClose);
+      const tlsSocket = socket as net.Socket & { alpnProtocol?: string | false };
+      const pool = this.make(tlsSocket.alpnProtocol === 'h2' ? 'http2' : 'http1');
+      this.chosen = pool;
+      this.probing = false;
+      const waiting = this.waiting;
+      this.waiting = [];
+      let first: net.Socket | undefined = socket;
+      for (const w of waiting) {
+        // The probe connection carries the first request (HTTP/1) or the first session (HTTP/2).
+        const real =
+          'adopted' in pool
+            ? ((pool.adopted = first), pool.newStream(w.headers, w.opts, w.cb))
+            : pool.newStream(w.headers, w.opts, w.cb, first);
+        first = undefined;
+        w.req.attach(real);
+      }
+      if (first) first.destroy();
+    });
+    const onError = () => {};
+    const onClose = () => {
+      clearTimeout(timer);
+      this.probing = false;
+      this.stats.upstream_cx_connect_fail.inc();
+      const waiting = this.waiting;
+      this.waiting = [];
+      for (const w of waiting) w.cb.onReset('connection_failure', 'connection failure');
+    };
+    socket.on('error', onError);
+    socket.once('close', onClose);
+  }
+
+  destroy(): void {
+    this.chosen?.destroy();
+  }
+}
