@@ -8,7 +8,7 @@ import { timerMs } from '../common/timers.js';
 import type { ClusterStats } from './cluster.js';
 import type { Host } from './host.js';
 import type { Http1ConnPool } from './http1-conn-pool.js';
-import type { Http2ConnPool } from './http2-conn-pool.js';
+import { Http2ConnPool } from './http2-conn-pool.js';
 import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
 import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
 
@@ -108,10 +108,13 @@ export class AutoConnPool {
       let first: net.Socket | undefined = socket;
       for (const w of waiting) {
         // The probe connection carries the first request (HTTP/1) or the first session (HTTP/2).
-        const real =
-          'adopted' in pool
-            ? ((pool.adopted = first), pool.newStream(w.headers, w.opts, w.cb))
-            : pool.newStream(w.headers, w.opts, w.cb, first);
+        let real: UpstreamRequest;
+        if (pool instanceof Http2ConnPool) {
+          pool.adopted = first;
+          real = pool.newStream(w.headers, w.opts, w.cb);
+        } else {
+          real = pool.newStream(w.headers, w.opts, w.cb, first);
+        }
         first = undefined;
         w.req.attach(real);
       }
