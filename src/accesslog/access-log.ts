@@ -10,6 +10,7 @@ import {
 import type { JsonObject } from '../config/proto-json.js';
 import type { Reader } from '../config/reader.js';
 import { readDataSource } from '../router/route-config.js';
+import { compileAccessLogFilter } from './access-log-filter.js';
 
 export interface AccessLogger {
   log(c: FormatContext): void;
@@ -102,4 +103,13 @@ export function reopenAccessLogs(): void {
     n.on('error', () => {});
     fileStreams.set(path, n);
   }
+}
+
+/** An AccessLog entry (name, typed_config, filter) compiled through the registry. */
+export function compileAccessLog(a: Reader, compile: (r: Reader) => AccessLogger): AccessLogger {
+  const f = a.msg('filter');
+  const logger = compile(a);
+  if (!f) return logger;
+  const filter = compileAccessLogFilter(f);
+  return { log: (c) => (filter(c) ? logger.log(c) : undefined) };
 }

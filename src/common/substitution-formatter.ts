@@ -14,6 +14,7 @@ export interface FormatContext {
   info: StreamInfo;
   requestHeaders?: Headers | undefined;
   responseHeaders?: Headers | undefined;
+  responseTrailers?: Headers | undefined;
   protocol: string;
   remoteAddress: string;
   remotePort: number;

@@ -73,6 +73,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
   private done = false;
   private resetCallbacks: Array<() => void> = [];
   private responseHeaders: Headers | undefined;
+  private responseTrailers: Headers | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   /** Set by the connection manager for upgrade requests (WebSocket). */
   upgradeType: string | undefined;
@@ -116,6 +117,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
       const loggers = config.accessLoggers;
       if (loggers.length) {
         const c = this.formatContext(this.responseHeaders);
+        c.responseTrailers = this.responseTrailers;
         for (const l of loggers) l.log(c);
       }
       for (const f of this.filters) f.onDestroy?.();
@@ -300,6 +302,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
   }
 
   encodeTrailers(trailers: Headers): void {
+    this.responseTrailers = trailers;
     this.stream.response.writeTrailers(trailers);
   }
 

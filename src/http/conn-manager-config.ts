@@ -1,6 +1,6 @@
 // envoy.filters.network.http_connection_manager: config compiled once.
 
-import type { AccessLogger } from '../accesslog/access-log.js';
+import { type AccessLogger, compileAccessLog } from '../accesslog/access-log.js';
 import type { Reader } from '../config/reader.js';
 import { type ExtensionFactory, type FactoryContext, registry } from '../extensions/registry.js';
 import type { NetworkFilterFactory } from '../network/filter.js';
@@ -150,10 +150,9 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     maxConnectionDurationMs,
     maxRequestsPerConnection,
     upgrades: compileUpgradeConfigs(r),
-    accessLoggers: r.list('access_log').map((a) => {
-      if (a.has('filter')) throw a.error('filter', 'access log filters are not supported yet');
-      return ctx.compileExtension<AccessLogger>('access_logger', a);
-    }),
+    accessLoggers: r
+      .list('access_log')
+      .map((a) => compileAccessLog(a, (x) => ctx.compileExtension<AccessLogger>('access_logger', x))),
     stripHostPort: r.bool('strip_any_host_port')
       ? 'any'
       : r.bool('strip_matching_host_port')

@@ -2,7 +2,7 @@
 // host of the cluster and copies bytes both ways, carrying half-close.
 
 import type net from 'node:net';
-import type { AccessLogger } from '../accesslog/access-log.js';
+import { type AccessLogger, compileAccessLog } from '../accesslog/access-log.js';
 import { logger } from '../common/logger.js';
 import type { FormatContext } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
@@ -49,10 +49,9 @@ class TcpProxyStats {
 function compileTcpProxy(r: Reader, ctx: FactoryContext): TcpProxyConfig {
   const cfg: TcpProxyConfig = {
     statPrefix: r.str('stat_prefix', ''),
-    accessLoggers: r.list('access_log').map((a) => {
-      if (a.has('filter')) throw a.error('filter', 'access log filters are not supported yet');
-      return ctx.compileExtension<AccessLogger>('access_logger', a);
-    }),
+    accessLoggers: r
+      .list('access_log')
+      .map((a) => compileAccessLog(a, (x) => ctx.compileExtension<AccessLogger>('access_logger', x))),
     totalWeight: 0,
     // Envoy's default idle timeout for tcp_proxy is 1 hour; 0 disables it.
     idleTimeoutMs: r.durationMs('idle_timeout', 3600_000),

@@ -181,3 +181,49 @@ ${indent(staticCluster('dead', [1]), 2)}
     }
   });
 });
+
+describe('access log filters', () => {
+  it('status_code, response_flag, header and or/and filters select the entries', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-alf-'));
+    const errors = path.join(dir, 'errors.log');
+    const flagged = path.join(dir, 'flagged.log');
+    const combo = path.join(dir, 'combo.log');
+    const up = await startUpstream('x');
+    const logger = (file: string, filter: string) => `
+- name: envoy.access_loggers.file
+  filter: ${filter}
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+    path: ${file}
+    log_format: { text_format_source: { inline_string: "%REQ(:PATH)% %RESPONSE_CODE%\\n" } }`;
+    const h = await startHerald(
+      httpBootstrap({
+        hcmExtra: `access_log:${logger(errors, '{ status_code_filter: { comparison: { op: GE, value: { default_value: 400, runtime_key: k } } } }')}${logger(
+          flagged,
+          '{ response_flag_filter: { flags: [UF, NR] } }',
+        )}${logger(
+          combo,
+          '{ or_filter: { filters: [ { header_filter: { header: { name: x-debug, present_match: true } } }, { and_filter: { filters: [ { status_code_filter: { comparison: { op: EQ, value: { default_value: 200, runtime_key: k } } } }, { header_filter: { header: { name: x-tag, string_match: { exact: keep } } } } ] } } ] } }',
+        )}`,
+        routes: `- match: { prefix: /ok }
+  route: { cluster: up }
+- match: { prefix: /dead }
+  route: { cluster: dead }`,
+        clusters: `${staticCluster('up', [up.port])}
+${staticCluster('dead', [1])}`,
+      }),
+    );
+    try {
+      await request(h.port(), { path: '/ok/plain' });
+      await request(h.port(), { path: '/ok/tagged', headers: { 'x-tag': 'keep' } });
+      await request(h.port(), { path: '/dead', headers: { 'x-debug': '1' } });
+      await request(h.port(), { path: '/nowhere' });
+      assert.deepEqual(await lines(errors, 2), ['/dead 503', '/nowhere 404']);
+      assert.deepEqual(await lines(flagged, 2), ['/dead 503', '/nowhere 404']);
+      assert.deepEqual(await lines(combo, 2), ['/ok/tagged 200', '/dead 503']);
+    } finally {
+      await h.stop();
+      await up.close();
+    }
+  });
+});
