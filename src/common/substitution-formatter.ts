@@ -148,5 +148,71 @@ function operator(op: string): Getter {
       return v !== undefined && max !== undefined ? v.slice(0, max) : v;
     };
   }
+  const st = /^START_TIME\((.*)\)$/s.exec(op);
+  if (st) {
+    const fmt = st[1]!;
+    return (c) => strftime(fmt, c.info.startTime);
+  }
   throw new FormatError(`unknown command operator %${op}%`);
+}
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+
+/**
+ * The strftime subset Envoy's START_TIME takes, in UTC: %Y %y %m %d %e %H %M %S %j %a %b
+ * %z %Z %s %T %D %F %%, fractional seconds %Nf (N digits, %f = 9) and absl's %EnS
+ * (seconds with n decimals, as in Envoy's default %Y-%m-%dT%H:%M:%E3SZ).
+ */
+export function strftime(fmt: string, ms: number): string {
+  const d = new Date(ms);
+  const frac = (digits: number) =>
+    String(d.getUTCMilliseconds()).padStart(3, '0').padEnd(9, '0').slice(0, digits);
+  return fmt.replace(
+    /%(E(\d)S|(\d)?f|[YymdeHMSjabzZsTDF%])/g,
+    (_m, spec: string, eDigits?: string, fDigits?: string) => {
+      if (eDigits !== undefined)
+        return `${pad(d.getUTCSeconds())}${Number(eDigits) > 0 ? `.${frac(Number(eDigits))}` : ''}`;
+      if (spec.endsWith('f')) return frac(fDigits ? Number(fDigits) : 9);
+      switch (spec) {
+        case 'Y':
+          return String(d.getUTCFullYear());
+        case 'y':
+          return pad(d.getUTCFullYear() % 100);
+        case 'm':
+          return pad(d.getUTCMonth() + 1);
+        case 'd':
+          return pad(d.getUTCDate());
+        case 'e':
+          return String(d.getUTCDate()).padStart(2, ' ');
+        case 'H':
+          return pad(d.getUTCHours());
+        case 'M':
+          return pad(d.getUTCMinutes());
+        case 'S':
+          return pad(d.getUTCSeconds());
+        case 'j':
+          return pad(Math.floor((ms - Date.UTC(d.getUTCFullYear(), 0, 1)) / 86400000) + 1, 3);
+        case 'a':
+          return DAYS[d.getUTCDay()]!;
+        case 'b':
+          return MONTHS[d.getUTCMonth()]!;
+        case 'z':
+          return '+0000';
+        case 'Z':
+          return 'UTC';
+        case 's':
+          return String(Math.floor(ms / 1000));
+        case 'T':
+          return `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+        case 'D':
+          return `${pad(d.getUTCMonth() + 1)}/${pad(d.getUTCDate())}/${pad(d.getUTCFullYear() % 100)}`;
+        case 'F':
+          return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
+        default:
+          return '%';
+      }
+    },
+  );
 }
