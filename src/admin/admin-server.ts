@@ -4,7 +4,14 @@
 import http from 'node:http';
 import type net from 'node:net';
 import { reopenAccessLogs } from '../accesslog/access-log.js';
-import { logger } from '../common/logger.js';
+import {
+  allLoggers,
+  applyComponentLevels,
+  LEVELS,
+  logger,
+  parseLevel,
+  setAllLevels,
+} from '../common/logger.js';
 import { BOOTSTRAP_TYPE } from '../config/bootstrap-loader.js';
 import { envoyProtos } from '../config/envoy-protos.js';
 import { type Json, redactSensitive } from '../config/proto-json.js';
@@ -59,6 +66,30 @@ export class AdminServer {
     this.add('/healthcheck/ok', 'cause the server to pass health checks', true, (_q, res) => {
       this.server.setHealthCheckFailed(false);
       send(res, 200, 'OK\n');
+    });
+    this.add('/logging', 'query/change logging levels', true, (q, res) => {
+      // Envoy: ?level=<l> sets every logger; ?<logger>=<l> one; ?paths=<logger>:<l>,... several.
+      try {
+        for (const [k, v] of q) {
+          if (k === 'level') {
+            const l = parseLevel(v);
+            if (l === undefined) throw new Error(`invalid level '${v}'`);
+            setAllLevels(l);
+          } else if (k === 'paths') applyComponentLevels(v);
+          else applyComponentLevels(`${k}:${v}`);
+        }
+      } catch (e) {
+        send(
+          res,
+          404,
+          `${(e as Error).message}\nusage: /logging?<name>=<level> (change single level)\n/logging?level=<level> (change all levels)\n`,
+        );
+        return;
+      }
+      const names = allLoggers()
+        .map((l) => `  ${l.name}: ${LEVELS[l.level]}`)
+        .join('\n');
+      send(res, 200, `active loggers:\n${names}\n`);
     });
     this.add('/reopen_logs', 'reopen access logs', true, (_q, res) => {
       reopenAccessLogs();

@@ -2,6 +2,7 @@
 // /listeners, /config_dump, /ready, /server_info and POST-only endpoints.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Level, setAllLevels } from '../../src/common/logger.js';
 import { cluster, type EchoUpstream, httpConfig, startEcho } from '../helpers/data-path.js';
 import { type Running, request, startHerald, stat } from '../helpers/harness.js';
 
@@ -157,5 +158,28 @@ describe('admin', () => {
     assert.equal(r1.body, 'OK\n');
     const r2 = await admin('/healthcheck/ok', 'POST');
     assert.equal(r2.status, 200);
+  });
+});
+
+describe('admin /logging', () => {
+  it('lists loggers and changes one or all levels (POST only)', async () => {
+    const h = await startHerald(
+      `admin: { address: { socket_address: { address: 127.0.0.1, port_value: 0 } } }\nstatic_resources: {}\n`,
+    );
+    try {
+      const post = (q: string) => request(h.adminPort, { path: `/logging${q}`, method: 'POST' });
+      assert.equal((await request(h.adminPort, { path: '/logging?level=debug' })).status, 405);
+      const one = await post('?upstream=trace');
+      assert.equal(one.status, 200);
+      assert.match(one.body, /^active loggers:\n/);
+      assert.match(one.body, /\n {2}upstream: trace\n/);
+      const all = await post('?level=warning');
+      assert.match(all.body, /\n {2}upstream: warning\n/);
+      assert.match(all.body, /\n {2}http: warning\n/);
+      assert.equal((await post('?nosuch=debug')).status, 404);
+    } finally {
+      await h.stop();
+      setAllLevels(Level.error); // as the harness leaves it
+    }
   });
 });
