@@ -105,6 +105,13 @@ export function reopenAccessLogs(): void {
   }
 }
 
+/** A logger writing `log_format` lines of its config to a path (or /dev/stdout, /dev/stderr). */
+export function formattedLogger(r: Reader, path: string): AccessLogger {
+  const format = compileLogFormat(r);
+  const sink = lineSink(path);
+  return { log: (c) => sink(format(c)) };
+}
+
 /** An AccessLog entry (name, typed_config, filter) compiled through the registry. */
 export function compileAccessLog(a: Reader, compile: (r: Reader) => AccessLogger): AccessLogger {
   const f = a.msg('filter');

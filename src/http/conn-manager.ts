@@ -14,7 +14,12 @@ import type { Duplex } from 'node:stream';
 import { http2Module } from '../common/lazy-modules.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
-import { type DownstreamConnection, type NetworkFilter, NetworkFilterStatus } from '../network/filter.js';
+import {
+  connectionAddresses,
+  type DownstreamConnection,
+  type NetworkFilter,
+  NetworkFilterStatus,
+} from '../network/filter.js';
 import { canPeek, type PeekDecision, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
 import type { Counter, Gauge, StatsScope } from '../stats/store.js';
@@ -336,12 +341,7 @@ export class ConnectionManager implements NetworkFilter {
 
   private onStream(s: ServerStream, conn: DownstreamConnection): void {
     const info: DownstreamInfo = {
-      remoteAddress: conn.remoteAddress,
-      remotePort: conn.remotePort,
-      directRemoteAddress: conn.remoteAddress,
-      directRemotePort: conn.remotePort,
-      localAddress: conn.localAddress,
-      localPort: conn.localPort,
+      ...connectionAddresses(conn),
       protocol: s.protocol,
       scheme: conn.tls ? 'https' : 'http',
     };

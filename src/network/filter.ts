@@ -33,3 +33,22 @@ export interface NetworkFilterFactory {
   terminal: boolean;
   createFilter(): NetworkFilter;
 }
+
+/** The address fields of a connection, as stream and format contexts carry them. */
+export function connectionAddresses(c: DownstreamConnection): {
+  remoteAddress: string;
+  remotePort: number;
+  directRemoteAddress: string;
+  directRemotePort: number;
+  localAddress: string;
+  localPort: number;
+} {
+  return {
+    remoteAddress: c.remoteAddress,
+    remotePort: c.remotePort,
+    directRemoteAddress: c.remoteAddress,
+    directRemotePort: c.remotePort,
+    localAddress: c.localAddress,
+    localPort: c.localPort,
+  };
+}

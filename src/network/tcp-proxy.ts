@@ -13,7 +13,7 @@ import type { ServerContext } from '../server/server-context.js';
 import type { Counter } from '../stats/store.js';
 import { connectToHost } from '../upstream/transport-socket.js';
 import type { DownstreamConnection, NetworkFilter, NetworkFilterFactory } from './filter.js';
-import { NetworkFilterStatus } from './filter.js';
+import { connectionAddresses, NetworkFilterStatus } from './filter.js';
 
 const log = logger('filter');
 
@@ -106,16 +106,7 @@ class TcpProxyFilter implements NetworkFilter {
       // One access-log entry per connection, when it closes (Envoy's tcp_proxy access log).
       down.once('close', () => {
         info.lastResponseByteMs = info.elapsedMs();
-        const c: FormatContext = {
-          info,
-          protocol: '-',
-          remoteAddress: conn.remoteAddress,
-          remotePort: conn.remotePort,
-          directRemoteAddress: conn.remoteAddress,
-          directRemotePort: conn.remotePort,
-          localAddress: conn.localAddress,
-          localPort: conn.localPort,
-        };
+        const c: FormatContext = { info, protocol: '-', ...connectionAddresses(conn) };
         for (const l of this.cfg.accessLoggers) l.log(c);
       });
     }

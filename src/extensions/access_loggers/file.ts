@@ -1,5 +1,5 @@
 // envoy.access_loggers.file, envoy.access_loggers.stdout and .stderr.
-import { type AccessLogger, compileLogFormat, lineSink } from '../../accesslog/access-log.js';
+import { type AccessLogger, formattedLogger } from '../../accesslog/access-log.js';
 import type { ExtensionFactory } from '../registry.js';
 
 const P = 'type.googleapis.com/envoy.extensions.access_loggers';
@@ -19,30 +19,19 @@ export const fileAccessLogFactory: ExtensionFactory<AccessLogger> = {
         'typed_json_format',
         'the deprecated typed_json_format field is not supported; use log_format',
       );
-    const format = compileLogFormat(r);
-    const sink = lineSink(path);
-    return { log: (c) => sink(format(c)) };
+    return formattedLogger(r, path);
   },
 };
 
-export const stdoutAccessLogFactory: ExtensionFactory<AccessLogger> = {
-  name: 'envoy.access_loggers.stdout',
-  typeUrls: [`${P}.stream.v3.StdoutAccessLog`],
-  category: 'access_logger',
-  create(r) {
-    const format = compileLogFormat(r);
-    const sink = lineSink('/dev/stdout');
-    return { log: (c) => sink(format(c)) };
-  },
-};
+function streamLogger(kind: 'stdout' | 'stderr'): ExtensionFactory<AccessLogger> {
+  const type = kind === 'stdout' ? 'StdoutAccessLog' : 'StderrAccessLog';
+  return {
+    name: `envoy.access_loggers.${kind}`,
+    typeUrls: [`${P}.stream.v3.${type}`],
+    category: 'access_logger',
+    create: (r) => formattedLogger(r, `/dev/${kind}`),
+  };
+}
 
-export const stderrAccessLogFactory: ExtensionFactory<AccessLogger> = {
-  name: 'envoy.access_loggers.stderr',
-  typeUrls: [`${P}.stream.v3.StderrAccessLog`],
-  category: 'access_logger',
-  create(r) {
-    const format = compileLogFormat(r);
-    const sink = lineSink('/dev/stderr');
-    return { log: (c) => sink(format(c)) };
-  },
-};
+export const stdoutAccessLogFactory = streamLogger('stdout');
+export const stderrAccessLogFactory = streamLogger('stderr');
