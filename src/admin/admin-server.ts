@@ -213,7 +213,7 @@ export class AdminServer {
         const p = `${c.name}::${h.addressString}`;
         lines.push(`${p}::rq_active::${h.activeRequests}`);
         lines.push(`${p}::hostname::${h.hostname}`);
-        lines.push(`${p}::health_flags::${h.healthy ? 'healthy' : `/eds_${h.healthStatus.toLowerCase()}`}`);
+        lines.push(`${p}::health_flags::${h.healthFlagsString()}`);
         lines.push(`${p}::weight::${h.weight}`);
         lines.push(`${p}::priority::${h.priority}`);
       }

@@ -143,6 +143,16 @@ export class Cluster {
     this.pools.retainOnly(new Set(hosts.map((h) => h.addressString)));
   }
 
+  /**
+   * A host's health flags changed (active health check, outlier detection): rebuild the healthy
+   * sets and priority load. The host arrays are replaced, so load balancers rebuild their state.
+   */
+  refreshHealth(): void {
+    this.healthyByPriority = this.hostsByPriority.map((hs) => hs.filter((h) => h.healthy));
+    this.stats.membership_healthy.set(this.healthyByPriority.reduce((a, h) => a + h.length, 0));
+    this.computePriorityLoad();
+  }
+
   /** Envoy's priority load: each level takes healthy% x overprovisioning, in order, until 100%. */
   private computePriorityLoad(): void {
     const factor = this.config.overprovisioningFactor;
