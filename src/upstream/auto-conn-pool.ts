@@ -6,68 +6,16 @@ import type net from 'node:net';
 import type { Headers } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import type { ClusterStats } from './cluster.js';
+import { DeferredRequest } from './deferred-request.js';
 import type { Host } from './host.js';
 import type { Http1ConnPool } from './http1-conn-pool.js';
 import { Http2ConnPool } from './http2-conn-pool.js';
 import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
 import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
 
-type Op = (r: UpstreamRequest) => void;
-
-/** An upstream request whose real one does not exist yet: operations wait in order. */
-class DeferredRequest implements UpstreamRequest {
-  private real: UpstreamRequest | undefined;
-  private ops: Op[] = [];
-  private aborted = false;
-
-  attach(r: UpstreamRequest): void {
-    this.real = r;
-    for (const op of this.ops) op(r);
-    this.ops = [];
-    if (this.aborted) r.abort();
-  }
-
-  private run(op: Op): void {
-    if (this.real) op(this.real);
-    else this.ops.push(op);
-  }
-
-  sendData(chunk: Buffer, endStream: boolean): boolean {
-    // Held until the connection exists; bounded by the caller's buffer limit.
-    const c = this.real ? chunk : Buffer.from(chunk);
-    if (this.real) return this.real.sendData(c, endStream);
-    this.ops.push((r) => r.sendData(c, endStream));
-    return true;
-  }
-  sendTrailers(t: Headers): void {
-    this.run((r) => r.sendTrailers(t));
-  }
-  onDrain(cb: () => void): void {
-    if (this.real) this.real.onDrain(cb);
-    else queueMicrotask(cb);
-  }
-  abort(): void {
-    this.aborted = true;
-    this.real?.abort();
-  }
-  pauseResponse(): void {
-    this.run((r) => r.pauseResponse());
-  }
-  resumeResponse(): void {
-    this.run((r) => r.resumeResponse());
-  }
-}
-
-interface Waiting {
-  headers: Headers;
-  opts: NewStreamOptions;
-  cb: UpstreamCallbacks;
-  req: DeferredRequest;
-}
-
 export class AutoConnPool {
   private chosen: Http1ConnPool | Http2ConnPool | undefined;
-  private waiting: Waiting[] = [];
+  private waiting: DeferredRequest[] = [];
   private probing = false;
 
   constructor(
@@ -79,8 +27,10 @@ export class AutoConnPool {
 
   newStream(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): UpstreamRequest {
     if (this.chosen) return this.chosen.newStream(headers, opts, cb);
-    const req = new DeferredRequest();
-    this.waiting.push({ headers, opts, cb, req });
+    const req = new DeferredRequest(headers, opts, cb, (r) => {
+      this.waiting = this.waiting.filter((w) => w !== r);
+    });
+    this.waiting.push(req);
     if (!this.probing) this.probe(opts.connectTimeoutMs);
     return req;
   }
@@ -116,7 +66,7 @@ export class AutoConnPool {
           real = pool.newStream(w.headers, w.opts, w.cb, first);
         }
         first = undefined;
-        w.req.attach(real);
+        w.attach(real);
       }
       if (first) first.destroy();
     });

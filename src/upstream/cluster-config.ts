@@ -3,6 +3,11 @@ import type { Reader } from '../config/reader.js';
 import type { LbPolicyConfig } from '../extensions/load_balancing_policies/policies.js';
 import { registry } from '../extensions/registry.js';
 import { compileAddress, type SocketAddress } from '../network/address.js';
+import {
+  type CircuitBreakersConfig,
+  compileCircuitBreakers,
+  defaultCircuitBreakers,
+} from './resource-manager.js';
 import { compileUpstreamTransport, type UpstreamTlsConfig } from './transport-socket.js';
 
 export type DiscoveryType = 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS';
@@ -48,6 +53,7 @@ export interface ClusterConfig {
   tls: UpstreamTlsConfig | undefined;
   /** Overprovisioning factor for priority load, in percent (Envoy: 140). */
   overprovisioningFactor: number;
+  circuitBreakers: CircuitBreakersConfig;
 }
 
 const HTTP_PROTOCOL_OPTIONS = 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
@@ -107,6 +113,9 @@ export function compileCluster(r: Reader): ClusterConfig {
       initialConnectionWindowSize: undefined,
     },
     bufferLimitBytes: r.num('per_connection_buffer_limit_bytes', 1024 * 1024),
+    circuitBreakers: r.has('circuit_breakers')
+      ? compileCircuitBreakers(r.msg('circuit_breakers')!)
+      : defaultCircuitBreakers(),
   };
   const ts = r.msg('transport_socket');
   if (ts) cfg.tls = compileUpstreamTransport(ts);

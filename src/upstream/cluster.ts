@@ -15,6 +15,7 @@ import { MaglevLoadBalancer } from './lb/maglev.js';
 import { RandomLoadBalancer } from './lb/random.js';
 import { RingHashLoadBalancer } from './lb/ring-hash.js';
 import { RoundRobinLoadBalancer } from './lb/round-robin.js';
+import { ResourceManager, type ResourcePriority } from './resource-manager.js';
 
 const log = logger('upstream');
 
@@ -44,6 +45,24 @@ export class ClusterStats {
   readonly update_failure;
   readonly lb_healthy_panic;
   readonly upstream_cx_none_healthy;
+  readonly upstream_rq_pending_total;
+  readonly upstream_rq_pending_overflow;
+  readonly upstream_rq_pending_failure_eject;
+  readonly upstream_cx_overflow;
+  readonly upstream_rq_retry;
+  readonly upstream_rq_retry_success;
+  readonly upstream_rq_retry_overflow;
+  readonly upstream_rq_retry_limit_exceeded;
+  readonly upstream_rq_retry_backoff_exponential;
+  readonly upstream_rq_per_try_timeout;
+  readonly upstream_rq_cancelled;
+  readonly upstream_rq_rx_reset;
+  readonly upstream_rq_tx_reset;
+  readonly retry_or_shadow_abandoned;
+  readonly upstream_cx_destroy_local_with_active_rq;
+  readonly upstream_cx_destroy_with_active_rq;
+  readonly upstream_rq_maintenance_mode;
+  readonly upstream_rq_pending_active;
 
   constructor(readonly scope: StatsScope) {
     const c = (n: string) => scope.counter(n);
@@ -70,6 +89,24 @@ export class ClusterStats {
     this.update_failure = c('update_failure');
     this.lb_healthy_panic = c('lb_healthy_panic');
     this.upstream_cx_none_healthy = c('upstream_cx_none_healthy');
+    this.upstream_rq_pending_total = c('upstream_rq_pending_total');
+    this.upstream_rq_pending_overflow = c('upstream_rq_pending_overflow');
+    this.upstream_rq_pending_failure_eject = c('upstream_rq_pending_failure_eject');
+    this.upstream_cx_overflow = c('upstream_cx_overflow');
+    this.upstream_rq_retry = c('upstream_rq_retry');
+    this.upstream_rq_retry_success = c('upstream_rq_retry_success');
+    this.upstream_rq_retry_overflow = c('upstream_rq_retry_overflow');
+    this.upstream_rq_retry_limit_exceeded = c('upstream_rq_retry_limit_exceeded');
+    this.upstream_rq_retry_backoff_exponential = c('upstream_rq_retry_backoff_exponential');
+    this.upstream_rq_per_try_timeout = c('upstream_rq_per_try_timeout');
+    this.upstream_rq_cancelled = c('upstream_rq_cancelled');
+    this.upstream_rq_rx_reset = c('upstream_rq_rx_reset');
+    this.upstream_rq_tx_reset = c('upstream_rq_tx_reset');
+    this.retry_or_shadow_abandoned = c('retry_or_shadow_abandoned');
+    this.upstream_cx_destroy_local_with_active_rq = c('upstream_cx_destroy_local_with_active_rq');
+    this.upstream_cx_destroy_with_active_rq = c('upstream_cx_destroy_with_active_rq');
+    this.upstream_rq_maintenance_mode = c('upstream_rq_maintenance_mode');
+    this.upstream_rq_pending_active = g('upstream_rq_pending_active');
   }
 
   /** upstream_rq_<code> counters are made on first use of each code, then cached. */
@@ -94,6 +131,8 @@ export class Cluster {
   private dnsTimer: NodeJS.Timeout | undefined;
   readonly stats: ClusterStats;
   readonly pools: ConnPoolSet;
+  /** Circuit breakers, per routing priority. */
+  readonly resources: Record<ResourcePriority, ResourceManager>;
   /** Resolves once the cluster has completed its first host discovery (Envoy's warming). */
   readonly initialized: Promise<void>;
   private markInitialized!: () => void;
@@ -103,6 +142,11 @@ export class Cluster {
     scope: StatsScope,
   ) {
     this.stats = new ClusterStats(scope);
+    const cb = config.circuitBreakers;
+    this.resources = {
+      DEFAULT: new ResourceManager(cb.DEFAULT, scope.scope('circuit_breakers.default.')),
+      HIGH: new ResourceManager(cb.HIGH, scope.scope('circuit_breakers.high.')),
+    };
     this.lb = makeLoadBalancer(config);
     this.pools = new ConnPoolSet(this);
     this.initialized = new Promise((resolve) => {

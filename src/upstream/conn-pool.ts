@@ -5,6 +5,7 @@ import type { Cluster } from './cluster.js';
 import type { Host } from './host.js';
 import { Http1ConnPool } from './http1-conn-pool.js';
 import { Http2ConnPool } from './http2-conn-pool.js';
+import type { ResourcePriority } from './resource-manager.js';
 import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
 
 interface HostPool {
@@ -17,30 +18,42 @@ export class ConnPoolSet {
 
   constructor(private readonly cluster: Cluster) {}
 
-  /** The pool for a host; `downstreamHttp2` picks the protocol when the cluster follows the request's. */
-  forHost(host: Host, downstreamHttp2 = false): HostPool {
+  /**
+   * The pool for a host at a routing priority (each priority has its own pools and circuit
+   * breakers, as in Envoy); `downstreamHttp2` picks the protocol when the cluster follows the
+   * request's.
+   */
+  forHost(host: Host, downstreamHttp2 = false, priority: ResourcePriority = 'DEFAULT'): HostPool {
     const cfg = this.cluster.config;
+    const prio = priority === 'HIGH' ? 'H' : '';
     if (cfg.protocol === 'auto' && cfg.tls) {
-      let p = this.pools.get(host.addressString);
+      const key = `${prio}|${host.addressString}`;
+      let p = this.pools.get(key);
       if (!p) {
         const tls = cfg.tls;
-        p = new AutoConnPool(host, this.cluster.stats, tls, (proto) => this.make(host, proto === 'http2'));
-        this.pools.set(host.addressString, p);
+        p = new AutoConnPool(host, this.cluster.stats, tls, (proto) =>
+          this.make(host, proto === 'http2', priority),
+        );
+        this.pools.set(key, p);
       }
       return p;
     }
     const h2 = cfg.protocol === 'http2' || (cfg.protocol === 'downstream' && downstreamHttp2);
-    const key = h2 && cfg.protocol === 'downstream' ? `h2|${host.addressString}` : host.addressString;
+    const key = `${prio}${h2 && cfg.protocol === 'downstream' ? 'h2' : ''}|${host.addressString}`;
     let p = this.pools.get(key);
     if (!p) {
-      p = this.make(host, h2);
+      p = this.make(host, h2, priority);
       this.pools.set(key, p);
     }
     return p;
   }
 
-  private make(host: Host, h2: boolean): Http1ConnPool | Http2ConnPool {
+  private make(host: Host, h2: boolean, priority: ResourcePriority): Http1ConnPool | Http2ConnPool {
     const cfg = this.cluster.config;
+    const limits = {
+      resources: this.cluster.resources[priority],
+      perHostMaxConnections: cfg.circuitBreakers.perHostMaxConnections[priority],
+    };
     return h2
       ? new Http2ConnPool(
           host,
@@ -49,6 +62,7 @@ export class ConnPoolSet {
           cfg.maxRequestsPerConnection,
           cfg.tls,
           cfg.http2,
+          limits,
         )
       : new Http1ConnPool(
           host,
@@ -57,6 +71,7 @@ export class ConnPoolSet {
             idleTimeoutMs: cfg.idleTimeoutMs,
             maxRequestsPerConnection: cfg.maxRequestsPerConnection,
             bufferLimit: cfg.bufferLimitBytes,
+            ...limits,
           },
           cfg.tls,
         );
@@ -65,7 +80,7 @@ export class ConnPoolSet {
   /** Drops pools of hosts that left the cluster. */
   retainOnly(addresses: Set<string>): void {
     for (const [k, p] of this.pools) {
-      if (!addresses.has(k.startsWith('h2|') ? k.slice(3) : k)) {
+      if (!addresses.has(k.slice(k.indexOf('|') + 1))) {
         p.destroy();
         this.pools.delete(k);
       }

@@ -2,7 +2,9 @@
 // One request per connection at a time; idle connections are reused most
 // recently used first (as Envoy's pool does); a connection whose FIN has been
 // read is never reused; max_requests_per_connection and the idle timeout
-// retire connections.
+// retire connections. Requests that find no idle connection wait in a
+// pending queue (bounded by the circuit breakers) until a connection is
+// ready, as in Envoy's pool: a request is only written to a connected socket.
 
 import type net from 'node:net';
 import { logger } from '../common/logger.js';
@@ -11,7 +13,9 @@ import { timerMs } from '../common/timers.js';
 import { Http1Parser, type MessageHead, ParseError } from '../http/http1/parser.js';
 import { LAST_CHUNK, serializeHead, writeChunk } from '../http/http1/serializer.js';
 import type { ClusterStats } from './cluster.js';
+import { DeferredRequest, NOOP_REQUEST } from './deferred-request.js';
 import type { Host } from './host.js';
+import type { ResourceManager } from './resource-manager.js';
 import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
 import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
 
@@ -23,6 +27,10 @@ export interface Http1PoolOptions {
   idleTimeoutMs: number;
   /** 0 = unlimited. */
   maxRequestsPerConnection: number;
+  /** Circuit breakers of the cluster at this pool's priority. */
+  resources: ResourceManager;
+  /** per_host_thresholds.max_connections. */
+  perHostMaxConnections: number | undefined;
 }
 
 /** Envoy's defaults for upstream responses: 60 KiB of headers (max_response_headers_kb), 100 headers. */
@@ -38,6 +46,9 @@ class Http1UpstreamStream implements UpstreamRequest {
   tunnel = false;
   /** The request asked to upgrade; only then may a 101 open a tunnel. */
   upgradeRequested = false;
+  /** Request bytes reached a connected socket (reset-before-request retries only before this). */
+  started = false;
+  private settled = false;
 
   constructor(
     readonly conn: Http1ClientConnection,
@@ -80,7 +91,16 @@ class Http1UpstreamStream implements UpstreamRequest {
   abort(): void {
     if (this.aborted) return;
     this.aborted = true;
+    this.settle();
+    if (!this.responseDone) this.conn.pool.stats.upstream_cx_destroy_local_with_active_rq.inc();
     this.conn.destroy();
+  }
+
+  /** The exchange is over, whichever way: give back the max_requests slot (once). */
+  settle(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.conn.pool.options.resources.requests.dec();
   }
 
   pauseResponse(): void {
@@ -126,6 +146,8 @@ export class Http1ClientConnection {
       socket.once(readyEvent, () => {
         clearTimeout(this.connectTimer);
         this.connected = true;
+        host.outlier?.putResult('LOCAL_ORIGIN_CONNECT_SUCCESS');
+        pool.onConnected(this);
       });
     }
     const s = this.socket;
@@ -145,8 +167,11 @@ export class Http1ClientConnection {
     return this.stream !== undefined;
   }
 
+  /** Writes a request on this (connected, idle) connection. */
   start(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): Http1UpstreamStream {
+    this.pool.options.resources.requests.inc();
     const stream = new Http1UpstreamStream(this, cb);
+    stream.started = true;
     stream.upgradeRequested = opts.upgrade === true;
     this.stream = stream;
     this.requests++;
@@ -265,6 +290,7 @@ export class Http1ClientConnection {
     const stream = this.stream;
     if (!done || !stream || stream.aborted) return;
     stream.responseDone = true;
+    stream.settle();
     const h = this.head;
     const bodyless =
       this.parser.noBody || h?.status === 204 || h?.status === 304 || (h?.contentLength === 0 && !h?.chunked);
@@ -318,21 +344,22 @@ export class Http1ClientConnection {
     clearTimeout(this.connectTimer);
     const wasConnected = this.connected;
     this.closed = true;
-    this.pool.onClose(this, wasConnected);
-    if (this.stream?.tunnel) {
-      if (!this.stream.responseDone && !this.stream.aborted) this.stream.cb.onData(EMPTY, true);
-      this.stream = undefined;
-      return;
-    }
-    if (this.stream && !this.stream.responseDone && !this.stream.aborted) {
-      if (!wasConnected)
-        this.failStream(
-          'connection_failure',
-          this.connectTimedOut ? 'connect timeout' : this.lastError || 'connection failure',
-        );
-      else this.failStream('connection_termination', this.lastError || 'connection closed');
-    }
+    const stream = this.stream;
     this.stream = undefined;
+    if (stream?.tunnel) {
+      stream.settle();
+      if (!stream.responseDone && !stream.aborted) stream.cb.onData(EMPTY, true);
+    } else if (stream && !stream.responseDone && !stream.aborted) {
+      this.stream = stream;
+      this.failStream('connection_termination', this.lastError || 'connection closed');
+      this.stream = undefined;
+    }
+    stream?.settle();
+    this.pool.onClose(
+      this,
+      wasConnected,
+      this.connectTimedOut ? 'connect timeout' : this.lastError || 'connection failure',
+    );
   }
 
   private onConnectTimeout(): void {
@@ -349,6 +376,7 @@ export class Http1ClientConnection {
     const stream = this.stream;
     if (!stream || stream.aborted || stream.responseDone) return;
     stream.responseDone = true;
+    stream.settle();
     if (reason === 'connection_termination') this.pool.stats.upstream_cx_destroy_remote_with_active_rq.inc();
     stream.cb.onReset(reason, detail);
   }
@@ -375,6 +403,9 @@ export class Http1ConnPool {
   /** Idle connections, most recently used last. */
   private readonly idle: Http1ClientConnection[] = [];
   private readonly all = new Set<Http1ClientConnection>();
+  /** Requests waiting for a connection, oldest first. */
+  private readonly pending: DeferredRequest[] = [];
+  private connecting = 0;
 
   constructor(
     readonly host: Host,
@@ -389,32 +420,136 @@ export class Http1ConnPool {
     cb: UpstreamCallbacks,
     adopted?: net.Socket,
   ): UpstreamRequest {
+    const resources = this.options.resources;
     let conn: Http1ClientConnection | undefined;
     while ((conn = this.idle.pop())) {
       if (!conn.closed && !conn.remoteClosed && !conn.socket.destroyed) break;
       conn.destroy(); // never reused, so never left open
     }
-    if (!conn) {
-      conn = new Http1ClientConnection(this, this.host, opts.connectTimeoutMs, adopted);
-      this.all.add(conn);
-      this.stats.upstream_cx_total.inc();
-      this.stats.upstream_cx_active.inc();
-      this.stats.upstream_cx_http1_total.inc();
+    if (conn) {
+      if (!resources.requests.canCreate()) {
+        this.idle.push(conn);
+        return this.overflow(cb);
+      }
+      return conn.start(headers, opts, cb);
     }
-    return conn.start(headers, opts, cb);
+    if (adopted) {
+      // auto_config's probe connection, already connected: it carries this request.
+      conn = this.newConnection(opts.connectTimeoutMs, adopted);
+      if (!resources.requests.canCreate()) {
+        this.onIdle(conn);
+        return this.overflow(cb);
+      }
+      return conn.start(headers, opts, cb);
+    }
+    if (!resources.pendingRequests.canCreate()) return this.overflow(cb);
+    const req = new DeferredRequest(headers, opts, cb, (r) => this.cancelPending(r));
+    this.pending.push(req);
+    resources.pendingRequests.inc();
+    this.stats.upstream_rq_pending_total.inc();
+    this.stats.upstream_rq_pending_active.inc();
+    this.tryCreateConnections(opts.connectTimeoutMs);
+    return req;
   }
 
+  /** Circuit breaker tripped: 503 UO, without waiting and without retry. */
+  private overflow(cb: UpstreamCallbacks): UpstreamRequest {
+    this.stats.upstream_rq_pending_overflow.inc();
+    queueMicrotask(() => cb.onReset('overflow', 'overflow'));
+    return NOOP_REQUEST;
+  }
+
+  /**
+   * Opens connections while more requests wait than connections are being made, as the
+   * circuit breakers allow; a pool with no connection at all may always open one (Envoy's
+   * rule, so a pool never stalls).
+   */
+  private tryCreateConnections(connectTimeoutMs: number): void {
+    const resources = this.options.resources;
+    const perHost = this.options.perHostMaxConnections;
+    while (this.connecting < this.pending.length) {
+      const allowed =
+        resources.connections.canCreate() && (perHost === undefined || this.host.activeConnections < perHost);
+      if (!allowed) {
+        this.stats.upstream_cx_overflow.inc();
+        if (this.all.size > 0) return;
+      }
+      this.newConnection(connectTimeoutMs);
+      if (!allowed) return;
+    }
+  }
+
+  private newConnection(connectTimeoutMs: number, adopted?: net.Socket): Http1ClientConnection {
+    const conn = new Http1ClientConnection(this, this.host, connectTimeoutMs, adopted);
+    if (!adopted) this.connecting++;
+    this.all.add(conn);
+    this.host.activeConnections++;
+    this.options.resources.connections.inc();
+    this.stats.upstream_cx_total.inc();
+    this.stats.upstream_cx_active.inc();
+    this.stats.upstream_cx_http1_total.inc();
+    return conn;
+  }
+
+  private takePending(): DeferredRequest | undefined {
+    const req = this.pending.shift();
+    if (req) {
+      this.options.resources.pendingRequests.dec();
+      this.stats.upstream_rq_pending_active.dec();
+    }
+    return req;
+  }
+
+  private cancelPending(req: DeferredRequest): void {
+    const i = this.pending.indexOf(req);
+    if (i < 0) return;
+    this.pending.splice(i, 1);
+    this.options.resources.pendingRequests.dec();
+    this.stats.upstream_rq_pending_active.dec();
+    this.stats.upstream_rq_cancelled.inc();
+  }
+
+  /** A new connection is up: it takes the oldest waiting request, or joins the idle list. */
+  onConnected(conn: Http1ClientConnection): void {
+    this.connecting--;
+    this.onIdle(conn);
+  }
+
+  /** A connection is free: the oldest waiting request takes it, else it waits idle. */
   onIdle(conn: Http1ClientConnection): void {
+    const resources = this.options.resources;
+    let req: DeferredRequest | undefined;
+    while ((req = this.takePending())) {
+      if (!resources.requests.canCreate()) {
+        this.stats.upstream_rq_pending_overflow.inc();
+        req.cb.onReset('overflow', 'overflow');
+        continue;
+      }
+      req.attach(conn.start(req.headers, req.opts, req.cb));
+      return;
+    }
     this.idle.push(conn);
     conn.armIdleTimeout(this.options.idleTimeoutMs);
   }
 
-  onClose(conn: Http1ClientConnection, wasConnected: boolean): void {
+  onClose(conn: Http1ClientConnection, wasConnected: boolean, failure: string): void {
     if (!this.all.delete(conn)) return;
+    this.host.activeConnections--;
+    this.options.resources.connections.dec();
     this.stats.upstream_cx_active.dec();
-    if (!wasConnected) this.stats.upstream_cx_connect_fail.inc();
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
+    if (!wasConnected) {
+      this.connecting--;
+      this.stats.upstream_cx_connect_fail.inc();
+      this.host.outlier?.putResult('LOCAL_ORIGIN_CONNECT_FAILED');
+      // Envoy fails every waiting request on a connect failure; the router decides whether to retry.
+      let req: DeferredRequest | undefined;
+      while ((req = this.takePending())) req.cb.onReset('connection_failure', failure);
+      return;
+    }
+    // Capacity freed: waiting requests may now get a connection.
+    if (this.pending.length > 0) this.tryCreateConnections(this.pending[0]!.opts.connectTimeoutMs);
   }
 
   get activeConnections(): number {
@@ -423,5 +558,7 @@ export class Http1ConnPool {
 
   destroy(): void {
     for (const c of this.all) c.destroy();
+    let req: DeferredRequest | undefined;
+    while ((req = this.takePending())) req.cb.onReset('connection_termination', 'pool destroyed');
   }
 }

@@ -8,7 +8,9 @@ import { timerMs } from '../common/timers.js';
 import { toHttp2Headers } from '../http/http2/headers.js';
 import type { ClusterStats } from './cluster.js';
 import type { Http2Options } from './cluster-config.js';
+import { DeferredRequest, NOOP_REQUEST } from './deferred-request.js';
 import type { Host } from './host.js';
+import type { ResourceManager } from './resource-manager.js';
 import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
 import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
 
@@ -54,15 +56,6 @@ class Http2UpstreamStream implements UpstreamRequest {
   }
 }
 
-const NOOP_REQUEST: UpstreamRequest = {
-  sendData: () => true,
-  sendTrailers: () => {},
-  onDrain: (cb) => queueMicrotask(cb),
-  abort: () => {},
-  pauseResponse: () => {},
-  resumeResponse: () => {},
-};
-
 interface SessionEntry {
   session: http2.ClientHttp2Session;
   active: number;
@@ -82,18 +75,40 @@ export class Http2ConnPool {
     private readonly maxRequestsPerConnection: number,
     private readonly tls: UpstreamTlsConfig | undefined,
     private readonly h2: Http2Options,
+    private readonly limits: { resources: ResourceManager; perHostMaxConnections: number | undefined },
   ) {}
+
+  /** Requests waiting for stream capacity (every session full and max_connections reached). */
+  private readonly pending: DeferredRequest[] = [];
 
   /** A session with room for a stream (max_concurrent_streams, and the peer's own limit), or a new one. */
   /** A connection already made (by auto_config's protocol probe), used for the next session. */
   adopted: import('node:net').Socket | undefined;
 
-  private getSession(connectTimeoutMs: number): SessionEntry {
+  private sessionWithRoom(): SessionEntry | undefined {
     for (const e of this.sessions) {
       if (!e.usable || e.session.closed || e.session.destroyed) continue;
       const peerMax = e.session.remoteSettings?.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
       if (e.active < Math.min(this.h2.maxConcurrentStreams, peerMax)) return e;
     }
+    return undefined;
+  }
+
+  /** A session with room, or a new one when the circuit breakers allow (or the pool has none). */
+  private getSession(connectTimeoutMs: number): SessionEntry | undefined {
+    const room = this.sessionWithRoom();
+    if (room) return room;
+    const { resources, perHostMaxConnections: perHost } = this.limits;
+    const allowed =
+      resources.connections.canCreate() && (perHost === undefined || this.host.activeConnections < perHost);
+    if (!allowed) {
+      this.stats.upstream_cx_overflow.inc();
+      if (this.sessions.length > 0) return undefined;
+    }
+    return this.createSession(connectTimeoutMs);
+  }
+
+  private createSession(connectTimeoutMs: number): SessionEntry {
     const host = this.host;
     const stats = this.stats;
     const tlsCfg = this.tls;
@@ -114,6 +129,8 @@ export class Http2ConnPool {
     stats.upstream_cx_total.inc();
     stats.upstream_cx_active.inc();
     stats.upstream_cx_http2_total.inc();
+    this.limits.resources.connections.inc();
+    host.activeConnections++;
     let connected = false;
     const timer = setTimeout(() => {
       stats.upstream_cx_connect_timeout.inc();
@@ -122,6 +139,7 @@ export class Http2ConnPool {
     const entry: SessionEntry = { session, active: 0, total: 0, usable: true };
     session.once('connect', () => {
       connected = true;
+      host.outlier?.putResult('LOCAL_ORIGIN_CONNECT_SUCCESS');
       connectedSessions.add(session);
       clearTimeout(timer);
       if (this.h2.initialConnectionWindowSize !== undefined)
@@ -134,8 +152,16 @@ export class Http2ConnPool {
     session.once('close', () => {
       clearTimeout(timer);
       stats.upstream_cx_active.dec();
-      if (!connected) stats.upstream_cx_connect_fail.inc();
+      this.limits.resources.connections.dec();
+      host.activeConnections--;
       forget();
+      if (!connected) {
+        stats.upstream_cx_connect_fail.inc();
+        host.outlier?.putResult('LOCAL_ORIGIN_CONNECT_FAILED');
+        // As in Envoy, a connect failure fails the requests waiting for capacity.
+        let req: DeferredRequest | undefined;
+        while ((req = this.takePending())) req.cb.onReset('connection_failure', 'connection failure');
+      } else this.drainPending(connectTimeoutMs);
     });
     session.once('goaway', forget);
     session.on('error', forget);
@@ -148,7 +174,66 @@ export class Http2ConnPool {
   }
 
   newStream(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): UpstreamRequest {
+    const resources = this.limits.resources;
     const entry = this.getSession(opts.connectTimeoutMs);
+    if (!entry) {
+      if (!resources.pendingRequests.canCreate()) return this.overflow(cb);
+      const req = new DeferredRequest(headers, opts, cb, (r) => this.cancelPending(r));
+      this.pending.push(req);
+      resources.pendingRequests.inc();
+      this.stats.upstream_rq_pending_total.inc();
+      this.stats.upstream_rq_pending_active.inc();
+      return req;
+    }
+    if (!resources.requests.canCreate()) return this.overflow(cb);
+    return this.startStream(entry, headers, opts, cb);
+  }
+
+  private overflow(cb: UpstreamCallbacks): UpstreamRequest {
+    this.stats.upstream_rq_pending_overflow.inc();
+    queueMicrotask(() => cb.onReset('overflow', 'overflow'));
+    return NOOP_REQUEST;
+  }
+
+  private takePending(): DeferredRequest | undefined {
+    const req = this.pending.shift();
+    if (req) {
+      this.limits.resources.pendingRequests.dec();
+      this.stats.upstream_rq_pending_active.dec();
+    }
+    return req;
+  }
+
+  private cancelPending(req: DeferredRequest): void {
+    const i = this.pending.indexOf(req);
+    if (i < 0) return;
+    this.pending.splice(i, 1);
+    this.limits.resources.pendingRequests.dec();
+    this.stats.upstream_rq_pending_active.dec();
+    this.stats.upstream_rq_cancelled.inc();
+  }
+
+  /** Capacity freed (a stream or session ended): waiting requests take it, oldest first. */
+  private drainPending(connectTimeoutMs: number): void {
+    while (this.pending.length > 0) {
+      const entry = this.getSession(connectTimeoutMs);
+      if (!entry) return;
+      const req = this.takePending()!;
+      if (!this.limits.resources.requests.canCreate()) {
+        this.stats.upstream_rq_pending_overflow.inc();
+        req.cb.onReset('overflow', 'overflow');
+        continue;
+      }
+      req.attach(this.startStream(entry, req.headers, req.opts, req.cb));
+    }
+  }
+
+  private startStream(
+    entry: SessionEntry,
+    headers: Headers,
+    opts: NewStreamOptions,
+    cb: UpstreamCallbacks,
+  ): UpstreamRequest {
     const session = entry.session;
     const out = toHttp2Headers(headers, {
       ':method': headers[':method'] as string,
@@ -165,8 +250,12 @@ export class Http2ConnPool {
       return NOOP_REQUEST;
     }
     entry.active++;
+    const resources = this.limits.resources;
+    resources.requests.inc();
     stream.once('close', () => {
       entry.active--;
+      resources.requests.dec();
+      if (this.pending.length > 0) this.drainPending(opts.connectTimeoutMs);
     });
     const max = this.maxRequestsPerConnection;
     if (max > 0 && ++entry.total >= max) {
@@ -222,5 +311,7 @@ export class Http2ConnPool {
   destroy(): void {
     for (const e of this.sessions) e.session.destroy();
     this.sessions = [];
+    let req: DeferredRequest | undefined;
+    while ((req = this.takePending())) req.cb.onReset('connection_termination', 'pool destroyed');
   }
 }
