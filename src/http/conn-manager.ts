@@ -344,6 +344,7 @@ export class ConnectionManager implements NetworkFilter {
       ...connectionAddresses(conn),
       protocol: s.protocol,
       scheme: conn.tls ? 'https' : 'http',
+      bufferLimit: conn.bufferLimit,
     };
     const stats = this.stats;
     stats.downstream_rq_total.inc();

@@ -51,6 +51,8 @@ export interface DownstreamInfo {
   protocol: string;
   /** 'http' or 'https'. */
   scheme: string;
+  /** The listener's per_connection_buffer_limit_bytes (the default retry buffer). */
+  bufferLimit: number;
 }
 
 export interface DecoderFilterCallbacks extends StreamCallbacks {

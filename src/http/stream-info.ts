@@ -74,6 +74,8 @@ export class StreamInfo {
   routeName = '';
   upstreamCluster = '';
   upstreamHost = '';
+  /** %UPSTREAM_TRANSPORT_FAILURE_REASON%. */
+  upstreamTransportFailureReason = '';
   bytesReceived = 0;
   bytesSent = 0;
   attemptCount = 0;

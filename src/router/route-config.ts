@@ -1,6 +1,7 @@
 // config.route.v3.RouteConfiguration compiled into a RouteTable: virtual
 // hosts found by :authority (exact names in a Map, wildcards by longest
 // suffix/prefix, then '*'), routes tried in order with pre-compiled matchers.
+
 import fs from 'node:fs';
 import {
   compileRegex,
@@ -14,7 +15,9 @@ import { registry } from '../extensions/registry.js';
 import { compileUpgradeConfigs } from '../http/conn-manager-config.js';
 import { compileHeaderMutations, type HeaderMutations } from '../http/header-mutation.js';
 import { isGrpcContentType } from '../http/local-reply.js';
+import type { ResourcePriority } from '../upstream/resource-manager.js';
 import { compileHashPolicy, type HashPolicy } from './hash-policy.js';
+import { compileRetryPolicy, type RetryPolicy } from './retry-policy.js';
 
 export interface RouteRequest {
   /** :path without query string or fragment. */
@@ -51,6 +54,10 @@ export interface ClusterRouteAction {
   /** Route-level upgrade_configs (override the HCM's). */
   upgrades?: Map<string, boolean>;
   mirrors?: MirrorPolicy[];
+  /** The route's retry_policy (replaces the virtual host's). */
+  retryPolicy?: RetryPolicy;
+  /** Routing priority: selects the cluster's circuit breakers and pools. */
+  priority: ResourcePriority;
 }
 
 /** request_mirror_policies: shadow traffic, sent and forgotten. */
@@ -101,6 +108,11 @@ export interface Route {
 
 export interface VirtualHost {
   name: string;
+  retryPolicy?: RetryPolicy;
+  includeRequestAttemptCount: boolean;
+  includeAttemptCountInResponse: boolean;
+  /** per_request_buffer_limit_bytes: how much request body is kept for retries. */
+  perRequestBufferLimitBytes?: number;
   perFilterConfig?: PerFilterConfigs;
   routes: Route[];
   requestMutations: HeaderMutations;
@@ -205,8 +217,14 @@ function compileVirtualHost(r: Reader, known: ReadonlySet<string> | undefined): 
   const requireTls = r.enum('require_tls', 'NONE');
   if (requireTls !== 'NONE') throw r.error('require_tls', 'require_tls is not supported yet');
   const pfc = compilePerFilterConfig(r);
+  const rp = r.msg('retry_policy');
+  const limit = r.num('per_request_buffer_limit_bytes');
   return {
     name,
+    ...(rp ? { retryPolicy: compileRetryPolicy(rp) } : {}),
+    includeRequestAttemptCount: r.bool('include_request_attempt_count'),
+    includeAttemptCountInResponse: r.bool('include_attempt_count_in_response'),
+    ...(limit !== undefined ? { perRequestBufferLimitBytes: limit } : {}),
     routes: r.list('routes').map((rr) => compileRoute(rr, known)),
     requestMutations: compileHeaderMutations(r, 'request'),
     responseMutations: compileHeaderMutations(r, 'response'),
@@ -476,7 +494,10 @@ function compileRouteAction(r: Reader, known: ReadonlySet<string> | undefined): 
     kind: 'route',
     autoHostRewrite: false,
     timeoutMs: r.durationMs('timeout', 15000),
+    priority: r.enum<ResourcePriority>('priority', 'DEFAULT'),
   };
+  const rp = r.msg('retry_policy');
+  if (rp) action.retryPolicy = compileRetryPolicy(rp);
   const checkCluster = (path: Reader, key: string, name: string) => {
     if (known && !known.has(name)) throw path.error(key, `route: unknown cluster '${name}'`);
   };

@@ -17,8 +17,21 @@ import {
 import { ResponseFlag } from '../http/stream-info.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { Host } from '../upstream/host.js';
+import type { LoadBalancerContext } from '../upstream/lb/load-balancer.js';
+import type { ResourceManager, ResourcePriority } from '../upstream/resource-manager.js';
 import type { ResetReason, UpstreamRequest } from '../upstream/upstream-request.js';
 import { formatSetCookie } from './hash-policy.js';
+import { RetryState } from './retry-policy.js';
+
+/** One try of the request on one host. */
+interface Attempt {
+  host: Host;
+  req: UpstreamRequest;
+  start: bigint;
+  perTryTimer: NodeJS.Timeout | undefined;
+  idleTimer: NodeJS.Timeout | undefined;
+  ended: boolean;
+}
 
 const EMPTY = Buffer.alloc(0);
 
@@ -37,14 +50,36 @@ export interface RouterConfig {
   suppressEnvoyHeaders: boolean;
 }
 
-const RESET_BEFORE_HEADERS = 'upstream connect error or disconnect/reset before headers. reset reason: ';
-
 class RouterFilter implements HttpFilter {
   private cb!: DecoderFilterCallbacks;
-  private upstream: UpstreamRequest | undefined;
-  private host: Host | undefined;
   private cluster: Cluster | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private vhost: VirtualHost | undefined;
+  private weighted: WeightedClusterEntry | undefined;
+  private resources: ResourceManager | undefined;
+  private priority: ResourcePriority = 'DEFAULT';
+  private lbContext: LoadBalancerContext | undefined;
+  /** The request as sent upstream (after rewrites and mutations). */
+  private upstreamHeaders: Headers | undefined;
+  private autoHostRewrite = false;
+  private headersOnly = false;
+  private retry: RetryState | undefined;
+  /** The attempt in flight; undefined while waiting to retry. */
+  private attempt: Attempt | undefined;
+  private attempts = 0;
+  private tried: Host[] | undefined;
+  /** Request body kept for retries (undefined when retries are off or the body outgrew the limit). */
+  private buffered: Buffer[] | undefined;
+  private bufferedBytes = 0;
+  private bufferLimit = 0;
+  private bodyEnded = false;
+  private bodyTrailers: Headers | undefined;
+  private bodyPausedFor: Attempt | undefined;
+  private requestComplete = false;
+  private timeoutMs = 0;
+  private perTryTimeoutMs = 0;
+  private globalTimer: NodeJS.Timeout | undefined;
+  private lastTransportFailure = '';
+  /** Response headers went to the client: no retry and no local reply any more. */
   private responseStarted = false;
   /** A hash-policy cookie Herald generated, to set on the response. */
   private setCookie: string | undefined;
@@ -118,20 +153,9 @@ class RouterFilter implements HttpFilter {
         },
       );
     }
-    const host = cluster.chooseHost(hashKey === undefined ? undefined : { hashKey });
-    if (!host) {
-      cluster.stats.upstream_cx_none_healthy.inc();
-      cb.sendLocalReply(503, 'no healthy upstream', {
-        details: 'no_healthy_upstream',
-        flags: ResponseFlag.UH,
-      });
-      return FilterHeadersStatus.StopIteration;
-    }
-    this.host = host;
+    if (hashKey !== undefined) this.lbContext = { hashKey };
     if (action.idleTimeoutMs !== undefined) cb.setStreamIdleTimeout(action.idleTimeoutMs);
-    cb.streamInfo.upstreamHost = host.addressString;
-    cb.streamInfo.attemptCount = 1;
-    this.sendUpstream(route, vhost, action, weighted, cluster, host, headers);
+    this.sendUpstream(route, vhost, action, weighted, cluster, headers);
     return FilterHeadersStatus.StopIteration;
   }
 
@@ -195,18 +219,38 @@ class RouterFilter implements HttpFilter {
     action: ClusterRouteAction,
     weighted: WeightedClusterEntry | undefined,
     cluster: Cluster,
-    host: Host,
     h: Headers,
   ): void {
     const cb = this.cb;
     const suppress = this.config.suppressEnvoyHeaders;
+    const upgrade = cb.upgradeType !== undefined;
+    this.vhost = vhost;
+    this.weighted = weighted;
+    this.resources = cluster.resources[action.priority];
+    this.priority = action.priority;
 
-    // Timeout: the route's, unless the client asked for one (x-envoy-upstream-rq-timeout-ms).
+    // Retries: the route's policy, else the virtual host's, merged with x-envoy-retry-* headers.
+    // An upgrade is never retried: its body is a tunnel.
+    const retry = upgrade
+      ? undefined
+      : RetryState.create(action.retryPolicy ?? vhost.retryPolicy, cluster, this.resources, h);
+    this.retry = retry;
+
+    // Timeouts: the route's, unless the client asked for others (x-envoy-upstream-rq-*-timeout-ms).
     let timeoutMs = action.timeoutMs;
     const hdrTimeout = h['x-envoy-upstream-rq-timeout-ms'];
     if (typeof hdrTimeout === 'string' && /^\d+$/.test(hdrTimeout)) timeoutMs = Number(hdrTimeout);
     delete h['x-envoy-upstream-rq-timeout-ms'];
-    if (timeoutMs > 0 && !suppress) h['x-envoy-expected-rq-timeout-ms'] = String(timeoutMs);
+    let perTryMs = retry?.perTryTimeoutMs ?? 0;
+    const hdrPerTry = h['x-envoy-upstream-rq-per-try-timeout-ms'];
+    if (typeof hdrPerTry === 'string' && /^\d+$/.test(hdrPerTry)) perTryMs = Number(hdrPerTry);
+    delete h['x-envoy-upstream-rq-per-try-timeout-ms'];
+    // A per-try timeout at or above the global one is ignored (Envoy).
+    if (timeoutMs > 0 && perTryMs >= timeoutMs) perTryMs = 0;
+    this.timeoutMs = timeoutMs;
+    this.perTryTimeoutMs = perTryMs;
+    const expected = perTryMs > 0 ? perTryMs : timeoutMs;
+    if (expected > 0 && !suppress) h['x-envoy-expected-rq-timeout-ms'] = String(expected);
 
     // Path and host rewrites.
     const fullPath = (h[':path'] as string | undefined) ?? '/';
@@ -222,11 +266,11 @@ class RouterFilter implements HttpFilter {
       h[':path'] = newPath + query;
     }
     if (action.hostRewriteLiteral !== undefined) h[':authority'] = action.hostRewriteLiteral;
-    else if (action.autoHostRewrite && host.hostname) h[':authority'] = host.hostname;
     else if (action.hostRewriteHeader !== undefined) {
       const v = h[action.hostRewriteHeader];
       if (typeof v === 'string' && v) h[':authority'] = v;
     }
+    this.autoHostRewrite = action.autoHostRewrite && action.hostRewriteLiteral === undefined;
 
     // Header mutations, most specific first (weighted cluster, route, virtual host, route config).
     // The format context is built only when some level has mutations (most routes have none).
@@ -242,89 +286,346 @@ class RouterFilter implements HttpFilter {
       vhost.requestMutations.apply(h, fctx);
       cb.routeTable.requestMutations.apply(h, fctx);
     }
+    this.upstreamHeaders = h;
 
-    cluster.stats.upstream_rq_total.inc();
-    cluster.stats.upstream_rq_active.inc();
-    host.activeRequests++;
     const body = cb.requestBody;
-    const upgrade = cb.upgradeType !== undefined;
-    const endStream = !upgrade && body.ended && body.bytes === 0;
-    const start = process.hrtime.bigint();
-    const upstream = cluster.pools.forHost(host, cb.downstream.protocol === 'HTTP/2').newStream(
-      h,
-      { endStream, upgrade, connectTimeoutMs: cluster.config.connectTimeoutMs },
-      {
-        onHeaders: (status, resHeaders, end) => {
-          if (this.done) return;
-          this.clearTimer();
-          this.responseStarted = true;
-          cluster.stats.responseCode(status);
-          if (status === 101 && upgrade) {
-            // Switching protocols keeps its Connection/Upgrade headers.
-            const u = resHeaders.upgrade;
-            stripHopByHop(resHeaders);
-            resHeaders.connection = 'upgrade';
-            if (u !== undefined) resHeaders.upgrade = u;
-          } else stripHopByHop(resHeaders);
-          if (!suppress)
-            resHeaders['x-envoy-upstream-service-time'] = String(
-              Number((process.hrtime.bigint() - start) / 1000000n),
-            );
-          if (weighted && !weighted.responseMutations.empty)
-            weighted.responseMutations.apply(resHeaders, cb.formatContext(resHeaders));
-          if (this.setCookie) appendHeader(resHeaders, 'set-cookie', this.setCookie);
-          cb.streamInfo.responseCodeDetails = 'via_upstream';
-          if (end) this.finish();
-          cb.encodeHeaders(status, resHeaders, end);
-        },
-        onData: (chunk, end) => {
-          if (this.done && !end) return;
-          if (end) this.finish();
-          if (!cb.encodeData(chunk, end) && !end) {
-            upstream.pauseResponse();
-            cb.onDownstreamDrain(() => upstream.resumeResponse());
-          }
-        },
-        onTrailers: (trailers) => {
-          this.finish();
-          cb.encodeTrailers(trailers);
-        },
-        onReset: (reason, detail) => this.onUpstreamFailure(reason, detail),
-      },
-    );
-    this.upstream = upstream;
-    cb.onDownstreamReset(() => this.abortUpstream());
-    const shadows = action.mirrors ? this.startShadows(action, h, endStream, timeoutMs) : undefined;
+    this.headersOnly = !upgrade && body.ended && body.bytes === 0;
+    if (retry && !this.headersOnly) {
+      // Kept for a retry up to the buffer limit; past it the request can no longer be retried.
+      this.buffered = [];
+      this.bufferLimit = vhost.perRequestBufferLimitBytes ?? cb.downstream.bufferLimit;
+    }
+    cb.onDownstreamReset(() => this.onDownstreamReset());
+    if (!this.startAttempt()) return;
+    const shadows = action.mirrors ? this.startShadows(action, h, this.headersOnly, timeoutMs) : undefined;
 
-    const startTimer = () => {
-      if (timeoutMs > 0 && !this.responseStarted && !this.done) {
-        this.timer = setTimeout(() => this.onTimeout(), timerMs(timeoutMs));
-      }
-    };
-    if (endStream) {
+    if (this.headersOnly) {
       body.discard();
-      startTimer();
+      this.onRequestComplete();
       return;
     }
     // An upgrade request is complete at its headers; what follows is the tunnel.
-    if (upgrade) startTimer();
+    if (upgrade) this.onRequestComplete();
     // Stream the request body with backpressure both ways.
     body.consume(
       (chunk) => {
+        if (this.done) return;
         if (shadows) for (const sh of shadows) sh.sendData(chunk, false);
-        if (!upstream.sendData(chunk, false)) {
-          body.pause();
-          upstream.onDrain(() => body.resume());
-        }
+        if (this.buffered) this.bufferForRetry(chunk);
+        const a = this.attempt;
+        if (a && !a.req.sendData(chunk, false)) this.waitForDrain(a);
       },
       (trailers) => {
-        if (trailers) upstream.sendTrailers(trailers);
-        else upstream.sendData(EMPTY, true);
+        if (this.done) return;
+        this.bodyEnded = true;
+        this.bodyTrailers = trailers;
+        const a = this.attempt;
+        if (a) {
+          if (trailers) a.req.sendTrailers(trailers);
+          else a.req.sendData(EMPTY, true);
+        }
         if (shadows)
           for (const sh of shadows) trailers ? sh.sendTrailers(trailers) : sh.sendData(EMPTY, true);
-        startTimer();
+        if (!upgrade) this.onRequestComplete();
       },
     );
+  }
+
+  /** The body is read no faster than the current attempt takes it. */
+  private waitForDrain(a: Attempt): void {
+    const body = this.cb.requestBody;
+    body.pause();
+    this.bodyPausedFor = a;
+    a.req.onDrain(() => {
+      if (this.bodyPausedFor !== a) return;
+      this.bodyPausedFor = undefined;
+      body.resume();
+    });
+  }
+
+  private bufferForRetry(chunk: Buffer): void {
+    if (this.bufferedBytes + chunk.length > this.bufferLimit) {
+      // Envoy's retry_or_shadow_abandoned: the body no longer fits, so it cannot be replayed.
+      this.buffered = undefined;
+      this.retry?.release();
+      this.retry = undefined;
+      this.cluster?.stats.retry_or_shadow_abandoned.inc();
+      if (!this.attempt && !this.done) {
+        // Waiting to retry, and the retry can no longer be sent.
+        this.finish();
+        this.cb.sendLocalReply(507, 'exceeded request buffer limit while retrying upstream', {
+          details: 'request_payload_exceeded_retry_buffer_limit',
+        });
+      }
+      return;
+    }
+    // Copied: the codec's chunk may be a view of a buffer it reuses.
+    this.buffered!.push(Buffer.from(chunk));
+    this.bufferedBytes += chunk.length;
+  }
+
+  /** Picks a host (avoiding tried ones when asked) and sends one attempt; false when none could start. */
+  private startAttempt(): boolean {
+    const cb = this.cb;
+    const cluster = this.cluster!;
+    const retry = this.retry;
+    let host = cluster.chooseHost(this.lbContext);
+    if (host && retry?.previousHosts && this.tried) {
+      for (let i = 0; i < retry.hostSelectionMaxAttempts && this.tried.includes(host); i++) {
+        const next = cluster.chooseHost(this.lbContext);
+        if (!next) break;
+        host = next;
+      }
+    }
+    if (!host) {
+      cluster.stats.upstream_cx_none_healthy.inc();
+      this.finish();
+      cb.sendLocalReply(503, 'no healthy upstream', {
+        details: 'no_healthy_upstream',
+        flags: ResponseFlag.UH,
+      });
+      return false;
+    }
+    (this.tried ??= []).push(host);
+    const attemptNo = ++this.attempts;
+    cb.streamInfo.attemptCount = attemptNo;
+    cb.streamInfo.upstreamHost = host.addressString;
+    const h = this.upstreamHeaders!;
+    if (this.autoHostRewrite && host.hostname) h[':authority'] = host.hostname;
+    if (this.vhost?.includeRequestAttemptCount) h['x-envoy-attempt-count'] = String(attemptNo);
+    cluster.stats.upstream_rq_total.inc();
+    cluster.stats.upstream_rq_active.inc();
+    host.activeRequests++;
+    const a: Attempt = {
+      host,
+      req: undefined as unknown as UpstreamRequest,
+      start: process.hrtime.bigint(),
+      perTryTimer: undefined,
+      idleTimer: undefined,
+      ended: false,
+    };
+    this.attempt = a;
+    const upgrade = cb.upgradeType !== undefined;
+    const req = cluster.pools.forHost(host, cb.downstream.protocol === 'HTTP/2', this.priority).newStream(
+      h,
+      { endStream: this.headersOnly, upgrade, connectTimeoutMs: cluster.config.connectTimeoutMs },
+      {
+        onHeaders: (status, resHeaders, end) => this.onAttemptHeaders(a, status, resHeaders, end),
+        onData: (chunk, end) => {
+          if (a.ended) return;
+          a.idleTimer?.refresh();
+          if (end) this.onAttemptComplete(a);
+          if (!cb.encodeData(chunk, end) && !end) {
+            a.req.pauseResponse();
+            cb.onDownstreamDrain(() => a.req.resumeResponse());
+          }
+        },
+        onTrailers: (trailers) => {
+          if (a.ended) return;
+          this.onAttemptComplete(a);
+          cb.encodeTrailers(trailers);
+        },
+        onReset: (reason, detail) => this.onAttemptReset(a, reason, detail),
+      },
+    );
+    a.req = req;
+    if (attemptNo > 1 && !this.headersOnly) this.replayBody(a);
+    if (this.requestComplete) this.armPerTryTimers(a);
+    return true;
+  }
+
+  /** A retry re-sends what the client has sent so far; the rest streams on as it arrives. */
+  private replayBody(a: Attempt): void {
+    let ok = true;
+    for (const c of this.buffered ?? []) ok = a.req.sendData(c, false);
+    if (this.bodyEnded) {
+      if (this.bodyTrailers) a.req.sendTrailers(this.bodyTrailers);
+      else a.req.sendData(EMPTY, true);
+    }
+    if (this.bodyPausedFor) {
+      // The body was waiting on the failed attempt: now it waits on this one.
+      if (ok) {
+        this.bodyPausedFor = undefined;
+        this.cb.requestBody.resume();
+      } else this.waitForDrain(a);
+    } else if (!ok && !this.bodyEnded) this.waitForDrain(a);
+  }
+
+  /** The whole request has been received: the route timeout starts (Envoy's rule). */
+  private onRequestComplete(): void {
+    this.requestComplete = true;
+    if (this.timeoutMs > 0 && !this.done)
+      this.globalTimer = setTimeout(() => this.onGlobalTimeout(), timerMs(this.timeoutMs));
+    if (this.attempt) this.armPerTryTimers(this.attempt);
+  }
+
+  private armPerTryTimers(a: Attempt): void {
+    if (this.perTryTimeoutMs > 0 && !a.perTryTimer)
+      a.perTryTimer = setTimeout(() => this.onPerTryTimeout(a, false), timerMs(this.perTryTimeoutMs));
+    const idle = this.retry?.perTryIdleTimeoutMs ?? 0;
+    if (idle > 0 && !a.idleTimer)
+      a.idleTimer = setTimeout(() => this.onPerTryTimeout(a, true), timerMs(idle));
+  }
+
+  private onAttemptHeaders(a: Attempt, status: number, resHeaders: Headers, end: boolean): void {
+    if (a.ended || this.done) return;
+    const cb = this.cb;
+    const cluster = this.cluster!;
+    const upgrade = cb.upgradeType !== undefined;
+    a.idleTimer?.refresh();
+    cluster.stats.responseCode(status);
+    a.host.outlier?.putHttpResponseCode(status);
+    a.host.outlier?.putResponseTimeMs(Number((process.hrtime.bigint() - a.start) / 1000000n));
+    const retry = this.retry;
+    if (retry && !(upgrade && status === 101)) {
+      const st = retry.shouldRetry(retry.wouldRetryFromHeaders(status, resHeaders), () => this.doRetry());
+      if (st === 'yes') {
+        // The answer is discarded and the attempt reset; the retry follows after the back-off.
+        this.endAttempt(a);
+        a.req.abort();
+        return;
+      }
+      if (st === 'limit_exceeded') cb.streamInfo.setFlag(ResponseFlag.URX);
+      else if (st === 'overflow') cb.streamInfo.setFlag(ResponseFlag.UO);
+      this.retry = undefined;
+    }
+    this.responseStarted = true;
+    if (status === 101 && upgrade) {
+      // Switching protocols keeps its Connection/Upgrade headers; the tunnel has no route timeout.
+      this.clearGlobalTimer();
+      this.clearAttemptTimers(a);
+      const u = resHeaders.upgrade;
+      stripHopByHop(resHeaders);
+      resHeaders.connection = 'upgrade';
+      if (u !== undefined) resHeaders.upgrade = u;
+    } else stripHopByHop(resHeaders);
+    if (!this.config.suppressEnvoyHeaders)
+      resHeaders['x-envoy-upstream-service-time'] = String(
+        Number((process.hrtime.bigint() - a.start) / 1000000n),
+      );
+    if (this.vhost?.includeAttemptCountInResponse)
+      resHeaders['x-envoy-attempt-count'] = String(this.attempts);
+    const weighted = this.weighted;
+    if (weighted && !weighted.responseMutations.empty)
+      weighted.responseMutations.apply(resHeaders, cb.formatContext(resHeaders));
+    if (this.setCookie) appendHeader(resHeaders, 'set-cookie', this.setCookie);
+    cb.streamInfo.responseCodeDetails = 'via_upstream';
+    if (end) this.onAttemptComplete(a);
+    cb.encodeHeaders(status, resHeaders, end);
+  }
+
+  /** The upstream response is complete: the request is done. */
+  private onAttemptComplete(a: Attempt): void {
+    this.endAttempt(a);
+    this.finish();
+  }
+
+  /** Per-attempt accounting, once. */
+  private endAttempt(a: Attempt): void {
+    if (a.ended) return;
+    a.ended = true;
+    this.clearAttemptTimers(a);
+    a.host.activeRequests--;
+    const stats = this.cluster!.stats;
+    stats.upstream_rq_active.dec();
+    stats.upstream_rq_completed.inc();
+    if (this.attempt === a) this.attempt = undefined;
+  }
+
+  private clearAttemptTimers(a: Attempt): void {
+    clearTimeout(a.perTryTimer);
+    clearTimeout(a.idleTimer);
+    a.perTryTimer = undefined;
+    a.idleTimer = undefined;
+  }
+
+  private onAttemptReset(a: Attempt, reason: ResetReason, detail: string): void {
+    if (a.ended || this.done) return;
+    this.endAttempt(a);
+    if (reason !== 'connection_failure' && reason !== 'overflow')
+      a.host.outlier?.putResult('EXT_ORIGIN_REQUEST_FAILED');
+    this.lastTransportFailure = reason === 'connection_failure' ? transportFailure(detail) : '';
+    if (this.lastTransportFailure)
+      this.cb.streamInfo.upstreamTransportFailureReason = this.lastTransportFailure;
+    const timedOut = reason === 'connection_failure' && detail === 'connect timeout';
+    this.failAttempt(
+      a,
+      reason,
+      reason === 'refused_stream' ? 'remote_refused_stream_reset' : timedOut ? 'connection_timeout' : reason,
+    );
+  }
+
+  private onPerTryTimeout(a: Attempt, idle: boolean): void {
+    if (a.ended || this.done) return;
+    const stats = this.cluster!.stats;
+    (idle ? stats.upstream_rq_per_try_idle_timeout : stats.upstream_rq_per_try_timeout).inc();
+    a.host.outlier?.putResult('LOCAL_ORIGIN_TIMEOUT');
+    this.endAttempt(a);
+    a.req.abort();
+    this.failAttempt(a, 'timeout', idle ? 'upstream_per_try_idle_timeout' : 'upstream_per_try_timeout');
+  }
+
+  /** An attempt failed without a usable answer: retry it, or answer the client. */
+  private failAttempt(a: Attempt, reason: ResetReason | 'timeout', details: string): void {
+    const cb = this.cb;
+    const flag =
+      reason === 'timeout'
+        ? ResponseFlag.UT
+        : reason === 'connection_failure'
+          ? ResponseFlag.UF
+          : reason === 'connection_termination'
+            ? ResponseFlag.UC
+            : reason === 'overflow'
+              ? ResponseFlag.UO
+              : ResponseFlag.UR;
+    if (this.responseStarted) {
+      // Too late for a local reply: the client sees the stream reset.
+      this.finish();
+      cb.streamInfo.setFlag(flag);
+      cb.resetStream();
+      return;
+    }
+    const retry = this.retry;
+    if (retry) {
+      const st = retry.shouldRetry(retry.wouldRetryFromReset(reason, a.req.started), () => this.doRetry());
+      if (st === 'yes') return;
+      if (st === 'limit_exceeded') cb.streamInfo.setFlag(ResponseFlag.URX);
+      else if (st === 'overflow') cb.streamInfo.setFlag(ResponseFlag.UO);
+    }
+    const retried = this.attempts > 1;
+    this.finish();
+    if (reason === 'timeout') {
+      this.cluster?.stats.responseCode(504);
+      cb.sendLocalReply(504, 'upstream request timeout', { details, flags: flag });
+      return;
+    }
+    const status = reason === 'protocol_error' ? 502 : 503;
+    this.cluster?.stats.responseCode(status); // Envoy charges the local reply to the cluster
+    const words =
+      reason === 'refused_stream'
+        ? 'remote refused stream reset'
+        : details === 'connection_timeout'
+          ? 'connection timeout'
+          : reason.replace('_', ' ');
+    const transport = this.lastTransportFailure
+      ? `, transport failure reason: ${this.lastTransportFailure}`
+      : '';
+    cb.sendLocalReply(
+      status,
+      `upstream connect error or disconnect/reset before headers. ${retried ? 'retried and the latest ' : ''}reset reason: ${words}${transport}`,
+      {
+        details: `upstream_reset_before_response_started{${details}}`,
+        flags: flag,
+        ...(reason === 'overflow' && !this.config.suppressEnvoyHeaders
+          ? { headers: { 'x-envoy-overloaded': 'true' } }
+          : {}),
+      },
+    );
+  }
+
+  private doRetry(): void {
+    if (this.done) return;
+    this.startAttempt();
   }
 
   /**
@@ -373,68 +674,73 @@ class RouterFilter implements HttpFilter {
     return out;
   }
 
-  private onTimeout(): void {
+  private onGlobalTimeout(): void {
     if (this.done) return;
+    const cb = this.cb;
     this.cluster?.stats.upstream_rq_timeout.inc();
-    this.abortUpstream();
+    const a = this.attempt;
+    if (a) {
+      a.host.outlier?.putResult('LOCAL_ORIGIN_TIMEOUT');
+      this.endAttempt(a);
+      a.req.abort();
+    }
+    const started = this.responseStarted;
     this.finish();
+    if (started) {
+      cb.streamInfo.setFlag(ResponseFlag.UT);
+      cb.resetStream();
+      return;
+    }
     this.cluster?.stats.responseCode(504); // Envoy charges the local reply to the cluster
-    this.cb.sendLocalReply(504, 'upstream request timeout', {
+    cb.sendLocalReply(504, 'upstream request timeout', {
       details: 'upstream_response_timeout',
       flags: ResponseFlag.UT,
     });
   }
 
-  private onUpstreamFailure(reason: ResetReason, _detail: string): void {
-    if (this.done) return;
-    const flag =
-      reason === 'connection_failure'
-        ? ResponseFlag.UF
-        : reason === 'connection_termination'
-          ? ResponseFlag.UC
-          : reason === 'overflow'
-            ? ResponseFlag.UO
-            : ResponseFlag.UR;
-    this.finish();
-    if (this.responseStarted) {
-      this.cb.streamInfo.setFlag(flag);
-      this.cb.resetStream();
-      return;
+  private onDownstreamReset(): void {
+    const a = this.attempt;
+    if (a) {
+      this.endAttempt(a);
+      a.req.abort();
     }
-    const status = reason === 'protocol_error' ? 502 : 503;
-    this.cluster?.stats.responseCode(status); // Envoy charges the local reply to the cluster
-    this.cb.sendLocalReply(status, RESET_BEFORE_HEADERS + reason.replace('_', ' '), {
-      details: `upstream_reset_before_response_started{${reason}}`,
-      flags: flag,
-    });
+    this.finish();
   }
 
-  private abortUpstream(): void {
-    this.upstream?.abort();
+  private clearGlobalTimer(): void {
+    clearTimeout(this.globalTimer);
+    this.globalTimer = undefined;
   }
 
-  private clearTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-  }
-
+  /** The request is over (answered, failed or abandoned). */
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    this.clearTimer();
-    if (this.host) this.host.activeRequests--;
-    if (this.cluster) {
-      this.cluster.stats.upstream_rq_active.dec();
-      this.cluster.stats.upstream_rq_completed.inc();
-    }
+    this.clearGlobalTimer();
+    this.retry?.release();
+    const a = this.attempt;
+    if (a) this.endAttempt(a);
   }
 
   onDestroy(): void {
     if (!this.done) {
-      this.abortUpstream();
+      const a = this.attempt;
       this.finish();
+      a?.req.abort();
     }
   }
+}
+
+/** Envoy's transport failure text for a failed connect ("delayed connect error: <errno>"). */
+const ERRNO: Record<string, number> = {
+  ECONNREFUSED: 111,
+  ECONNRESET: 104,
+  EHOSTUNREACH: 113,
+  ENETUNREACH: 101,
+};
+function transportFailure(detail: string): string {
+  const n = ERRNO[detail];
+  return n === undefined ? '' : `delayed connect error: ${n}`;
 }
 
 function pickWeighted(clusters: WeightedClusterEntry[], total: number): WeightedClusterEntry {

@@ -55,6 +55,7 @@ export class ClusterStats {
   readonly upstream_rq_retry_limit_exceeded;
   readonly upstream_rq_retry_backoff_exponential;
   readonly upstream_rq_per_try_timeout;
+  readonly upstream_rq_per_try_idle_timeout;
   readonly upstream_rq_cancelled;
   readonly upstream_rq_rx_reset;
   readonly upstream_rq_tx_reset;
@@ -99,6 +100,7 @@ export class ClusterStats {
     this.upstream_rq_retry_limit_exceeded = c('upstream_rq_retry_limit_exceeded');
     this.upstream_rq_retry_backoff_exponential = c('upstream_rq_retry_backoff_exponential');
     this.upstream_rq_per_try_timeout = c('upstream_rq_per_try_timeout');
+    this.upstream_rq_per_try_idle_timeout = c('upstream_rq_per_try_idle_timeout');
     this.upstream_rq_cancelled = c('upstream_rq_cancelled');
     this.upstream_rq_rx_reset = c('upstream_rq_rx_reset');
     this.upstream_rq_tx_reset = c('upstream_rq_tx_reset');

@@ -22,8 +22,8 @@ export class DeferredRequest implements UpstreamRequest {
     private readonly onCancel: (r: DeferredRequest) => void,
   ) {}
 
-  get attached(): boolean {
-    return this.real !== undefined;
+  get started(): boolean {
+    return this.real?.started ?? false;
   }
 
   attach(r: UpstreamRequest): void {
@@ -74,6 +74,7 @@ export class DeferredRequest implements UpstreamRequest {
 
 /** A request that failed before it started (overflow, unsendable headers): it takes nothing. */
 export const NOOP_REQUEST: UpstreamRequest = {
+  started: false,
   sendData: () => true,
   sendTrailers: () => {},
   onDrain: (cb) => queueMicrotask(cb),

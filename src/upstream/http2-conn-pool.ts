@@ -19,6 +19,7 @@ const NGHTTP2_REFUSED_STREAM = 7;
 const connectedSessions = new WeakSet<http2.ClientHttp2Session>();
 
 class Http2UpstreamStream implements UpstreamRequest {
+  readonly started = true;
   constructor(private readonly stream: http2.ClientHttp2Stream) {}
 
   sendData(chunk: Buffer, endStream: boolean): boolean {
@@ -301,7 +302,8 @@ export class Http2ConnPool {
       done = true;
       const code = stream.rstCode;
       if (!connectedSessions.has(session)) cb.onReset('connection_failure', 'connection failure');
-      else if (!gotHeaders && (session.destroyed || session.closed) && code !== NGHTTP2_REFUSED_STREAM)
+      else if (code === NGHTTP2_REFUSED_STREAM) cb.onReset('refused_stream', 'refused stream');
+      else if (!gotHeaders && (session.destroyed || session.closed))
         cb.onReset('connection_termination', 'connection closed');
       else cb.onReset('remote_reset', `stream reset (${code})`);
     });

@@ -8,7 +8,8 @@ export type ResetReason =
   | 'remote_reset'
   | 'local_reset'
   | 'overflow'
-  | 'protocol_error';
+  | 'protocol_error'
+  | 'refused_stream';
 
 export interface UpstreamCallbacks {
   onHeaders(status: number, headers: Headers, endStream: boolean): void;
@@ -19,6 +20,8 @@ export interface UpstreamCallbacks {
 }
 
 export interface UpstreamRequest {
+  /** Request bytes reached an upstream connection (false while waiting for one). */
+  readonly started: boolean;
   /** Sends body bytes; returns false when the upstream is not keeping up (wait for onDrain). */
   sendData(chunk: Buffer, endStream: boolean): boolean;
   sendTrailers(trailers: Headers): void;

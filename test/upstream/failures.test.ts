@@ -99,7 +99,7 @@ describe('upstream failures', () => {
   it('connection refused: 503 "connection failure" and upstream_cx_connect_fail', async () => {
     const r = await request(h.port(), { path: '/refused' });
     assert.equal(r.status, 503);
-    assert.equal(r.body, `${RESET}connection failure`);
+    assert.equal(r.body, `${RESET}connection failure, transport failure reason: delayed connect error: 111`);
     assert.equal(r.headers['content-type'], 'text/plain');
     assert.equal(r.headers['content-length'], String(r.body.length));
     assert.equal(await stat(h.adminPort, 'cluster.refused.upstream_cx_connect_fail'), 1);
