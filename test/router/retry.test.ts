@@ -53,7 +53,6 @@ describe('retries', () => {
   let f418: Awaited<ReturnType<typeof flaky>>;
   let grpc: Awaited<ReturnType<typeof flaky>>;
   let hang: Upstream;
-  let hangCount = 0;
   let good: Upstream;
   let refused: number;
   let h: Running;
@@ -65,7 +64,6 @@ describe('retries', () => {
     const hungPaths = new Set<string>();
     hang = await startUpstream('hang', (req, res) => {
       req.resume();
-      hangCount++;
       if (!hungPaths.has(req.url ?? '') || req.url?.startsWith('/global')) {
         hungPaths.add(req.url ?? '');
         return;
