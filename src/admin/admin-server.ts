@@ -209,6 +209,18 @@ export class AdminServer {
     const lines: string[] = [];
     for (const c of clusters) {
       lines.push(`${c.name}::observability_name::${c.name}`);
+      for (const [prio, label] of [
+        ['DEFAULT', 'default_priority'],
+        ['HIGH', 'high_priority'],
+      ] as const) {
+        const t = c.config.circuitBreakers[prio];
+        const r = c.resources[prio];
+        lines.push(`${c.name}::${label}::max_connections::${t.maxConnections}`);
+        lines.push(`${c.name}::${label}::max_pending_requests::${t.maxPendingRequests}`);
+        lines.push(`${c.name}::${label}::max_requests::${t.maxRequests}`);
+        lines.push(`${c.name}::${label}::max_retries::${r.retries.max}`);
+      }
+      lines.push(`${c.name}::added_via_api::false`);
       for (const h of c.allHosts()) {
         const p = `${c.name}::${h.addressString}`;
         lines.push(`${p}::rq_active::${h.activeRequests}`);

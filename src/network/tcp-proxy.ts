@@ -132,6 +132,27 @@ class TcpProxyFilter implements NetworkFilter {
       }
       info.upstreamHost = host.addressString;
       info.attemptCount = attempts;
+      // Circuit breaker: max_connections (cluster and per host) applies to tcp_proxy too.
+      const resources = cluster.resources.DEFAULT;
+      const perHost = cluster.config.circuitBreakers.perHostMaxConnections.DEFAULT;
+      if (
+        !resources.connections.canCreate() ||
+        (perHost !== undefined && host.activeConnections >= perHost)
+      ) {
+        cluster.stats.upstream_cx_overflow.inc();
+        info.setFlag(ResponseFlag.UO);
+        down.destroy();
+        return;
+      }
+      resources.connections.inc();
+      host.activeConnections++;
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        resources.connections.dec();
+        host.activeConnections--;
+      };
       cluster.stats.upstream_cx_total.inc();
       // Half-open so a client's FIN travels on while the upstream may still answer.
       const { socket: up, readyEvent } = connectToHost(host, cluster.config.tls, true);
@@ -151,6 +172,7 @@ class TcpProxyFilter implements NetworkFilter {
       up.once('error', (e) => {
         clearTimeout(timer);
         if (connected) return;
+        release();
         cluster.stats.upstream_cx_connect_fail.inc();
         log.debug(`tcp_proxy: connect to ${host.addressString} failed: ${e.message}`);
         if (attempts < this.cfg.maxConnectAttempts && !down.destroyed) connect();
@@ -162,6 +184,7 @@ class TcpProxyFilter implements NetworkFilter {
         }
       });
       up.once('close', () => {
+        release();
         if (connected) cluster.stats.upstream_cx_active.dec();
       });
     };

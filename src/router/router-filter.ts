@@ -79,6 +79,7 @@ class RouterFilter implements HttpFilter {
   private perTryTimeoutMs = 0;
   private globalTimer: NodeJS.Timeout | undefined;
   private lastTransportFailure = '';
+  private upstreamRequestStarted = false;
   /** Response headers went to the client: no retry and no local reply any more. */
   private responseStarted = false;
   /** A hash-policy cookie Herald generated, to set on the response. */
@@ -587,7 +588,11 @@ class RouterFilter implements HttpFilter {
     }
     const retry = this.retry;
     if (retry) {
-      const st = retry.shouldRetry(retry.wouldRetryFromReset(reason, a.req.started), () => this.doRetry());
+      // Once any attempt has sent bytes upstream the request counts as started (Envoy's rule).
+      this.upstreamRequestStarted ||= a.req.started;
+      const st = retry.shouldRetry(retry.wouldRetryFromReset(reason, this.upstreamRequestStarted), () =>
+        this.doRetry(),
+      );
       if (st === 'yes') return;
       if (st === 'limit_exceeded') cb.streamInfo.setFlag(ResponseFlag.URX);
       else if (st === 'overflow') cb.streamInfo.setFlag(ResponseFlag.UO);
