@@ -259,6 +259,7 @@ class RouterFilter implements HttpFilter {
           this.clearTimer();
           this.responseStarted = true;
           cluster.stats.responseCode(status);
+          host.outlier?.putHttpResponseCode(status); // reported to outlier detection
           if (status === 101 && upgrade) {
             // Switching protocols keeps its Connection/Upgrade headers.
             const u = resHeaders.upgrade;
@@ -376,6 +377,7 @@ class RouterFilter implements HttpFilter {
   private onTimeout(): void {
     if (this.done) return;
     this.cluster?.stats.upstream_rq_timeout.inc();
+    this.host?.outlier?.putResult('LOCAL_ORIGIN_TIMEOUT'); // reported to outlier detection
     this.abortUpstream();
     this.finish();
     this.cluster?.stats.responseCode(504); // Envoy charges the local reply to the cluster
@@ -395,6 +397,8 @@ class RouterFilter implements HttpFilter {
           : reason === 'overflow'
             ? ResponseFlag.UO
             : ResponseFlag.UR;
+    // Outlier detection: any reset counts as a local-origin failure, as in Envoy.
+    if (reason !== 'overflow') this.host?.outlier?.putResult('LOCAL_ORIGIN_CONNECT_FAILED');
     this.finish();
     if (this.responseStarted) {
       this.cb.streamInfo.setFlag(flag);
