@@ -5,6 +5,7 @@
 // configurable panic threshold, and DNS refreshes that keep a host's health state.
 import assert from 'node:assert/strict';
 import type http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
@@ -462,5 +463,50 @@ describe('health checks and DNS refresh', () => {
     // One session for the host, whose next check is 30 s away: one attempt in all.
     assert.equal(await stat(h.adminPort, 'cluster.dns.health_check.attempt'), 1);
     assert.equal((await request(h.port(), { path: '/' })).status, 200);
+  });
+});
+
+describe('HTTP/2 health checks (codec_client_type: HTTP2)', () => {
+  const servers: http2.Http2Server[] = [];
+  const ports: number[] = [];
+  const seen: http2.IncomingHttpHeaders[] = [];
+  let h: Running;
+  before(async () => {
+    for (const status of [200, 503]) {
+      const s = http2.createServer((req, res) => {
+        seen.push(req.headers);
+        res.writeHead(req.url === '/healthz' ? status : 200);
+        res.end();
+      });
+      servers.push(s);
+      await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+      ports.push((s.address() as net.AddressInfo).port);
+    }
+    h = await startHerald(
+      httpBootstrap({
+        routes: `- match: { prefix: / }
+  route: { cluster: h2 }`,
+        clusters: staticCluster(
+          'h2',
+          ports,
+          HTTP_HC(`    host: h2.example
+    codec_client_type: HTTP2`),
+        ),
+      }),
+    );
+  });
+  after(async () => {
+    await h.stop();
+    for (const s of servers) await new Promise((r) => s.close(r));
+  });
+
+  it('checks over HTTP/2 with the configured host as :authority', async () => {
+    const f = await flags(h, 'h2');
+    assert.equal(f.get(ports[0]!), 'healthy');
+    assert.equal(f.get(ports[1]!), '/failed_active_hc');
+    const r = seen.find((x) => x[':path'] === '/healthz')!;
+    assert.equal(r[':authority'], 'h2.example');
+    assert.equal(r['user-agent'], 'Envoy/HC');
+    assert.equal(r[':method'], 'GET');
   });
 });

@@ -232,3 +232,58 @@ health_checks:
     assert.equal((await flags(h, 'hcuneject')).get(hcBad.port), 'healthy');
   });
 });
+
+describe('outlier detection: failure percentage', () => {
+  const ups: Upstream[] = [];
+  let h: Running;
+  before(async () => {
+    for (let i = 0; i < 4; i++) ups.push(await upstream(`ok${i}`, { status: 200 }));
+    ups.push(await upstream('flaky', { status: 500 }));
+    h = await startHerald(
+      httpBootstrap({
+        routes: `- match: { prefix: / }
+  route: { cluster: fp }`,
+        clusters: staticCluster(
+          'fp',
+          ups.map((u) => u.port),
+          `outlier_detection:
+  interval: 0.3s
+  base_ejection_time: 30s
+  consecutive_5xx: 100000
+  max_ejection_percent: 50
+  enforcing_failure_percentage: 100
+  failure_percentage_minimum_hosts: 5
+  failure_percentage_request_volume: 5`,
+        ),
+      }),
+    );
+  });
+  after(async () => {
+    await h.stop();
+    for (const u of ups) await u.close();
+  });
+
+  it("a host failing at least failure_percentage_threshold of an interval's requests is ejected", async () => {
+    const flaky = ups[4]!.port;
+    await eventually(
+      'flaky ejected',
+      async () => {
+        await send(h, '/', 20);
+        return (await flags(h, 'fp')).get(flaky) === '/failed_outlier_check';
+      },
+      15_000,
+    );
+    assert.equal(
+      await stat(h.adminPort, 'cluster.fp.outlier_detection.ejections_enforced_failure_percentage'),
+      1,
+    );
+    assert.equal(
+      await stat(h.adminPort, 'cluster.fp.outlier_detection.ejections_enforced_consecutive_5xx'),
+      0,
+    );
+    // The healthy hosts stay in.
+    const f = await flags(h, 'fp');
+    for (const u of ups.slice(0, 4)) assert.equal(f.get(u.port), 'healthy');
+    assert.ok(!(await send(h, '/', 8)).includes('flaky:500'));
+  });
+});
