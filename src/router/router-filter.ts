@@ -476,6 +476,9 @@ class RouterFilter implements HttpFilter {
     a.idleTimer?.refresh();
     cluster.stats.responseCode(status);
     a.host.outlier?.putHttpResponseCode(status);
+    // An upstream that says it is failing its health checks is taken out at once (Envoy).
+    if (resHeaders['x-envoy-immediate-health-check-fail'] !== undefined)
+      a.host.healthChecker?.setUnhealthy('IMMEDIATE_HEALTH_CHECK_FAIL');
     a.host.outlier?.putResponseTimeMs(Number((process.hrtime.bigint() - a.start) / 1000000n));
     const retry = this.retry;
     if (retry && !(upgrade && status === 101)) {
@@ -543,8 +546,10 @@ class RouterFilter implements HttpFilter {
   private onAttemptReset(a: Attempt, reason: ResetReason, detail: string): void {
     if (a.ended || this.done) return;
     this.endAttempt(a);
+    // Envoy reports any reset but an overflow to outlier detection as a local-origin failure
+    // (connect failures are reported by the pool).
     if (reason !== 'connection_failure' && reason !== 'overflow')
-      a.host.outlier?.putResult('EXT_ORIGIN_REQUEST_FAILED');
+      a.host.outlier?.putResult('LOCAL_ORIGIN_CONNECT_FAILED');
     this.lastTransportFailure = reason === 'connection_failure' ? transportFailure(detail) : '';
     if (this.lastTransportFailure)
       this.cb.streamInfo.upstreamTransportFailureReason = this.lastTransportFailure;

@@ -8,19 +8,19 @@ import { timerMs } from '../common/timers.js';
 import type { StatsScope } from '../stats/store.js';
 import type { ClusterConfig, DnsLookupFamily } from './cluster-config.js';
 import { ConnPoolSet } from './conn-pool.js';
-import { Host } from './host.js';
+import type { HealthChecker } from './health_checkers/base.js';
+import { createHealthChecker } from './health_checkers/factory.js';
+import { HealthFlag, Host } from './host.js';
 import { LeastRequestLoadBalancer } from './lb/least-request.js';
 import type { LoadBalancer, LoadBalancerContext } from './lb/load-balancer.js';
 import { MaglevLoadBalancer } from './lb/maglev.js';
 import { RandomLoadBalancer } from './lb/random.js';
 import { RingHashLoadBalancer } from './lb/ring-hash.js';
 import { RoundRobinLoadBalancer } from './lb/round-robin.js';
+import { OutlierDetector } from './outlier-detection.js';
 import { ResourceManager, type ResourcePriority } from './resource-manager.js';
 
 const log = logger('upstream');
-
-/** Envoy's default healthy_panic_threshold: below 50% healthy, a priority routes to all its hosts. */
-const PANIC_THRESHOLD = 50;
 
 export class ClusterStats {
   readonly upstream_rq_total;
@@ -131,6 +131,11 @@ export class Cluster {
   private priorityLoad: number[] = [];
   private readonly lb: LoadBalancer;
   private dnsTimer: NodeJS.Timeout | undefined;
+  /** Hosts that are neither healthy nor excluded count in panic and priority-load denominators. */
+  private eligibleCountByPriority: number[] = [];
+  readonly healthChecker: HealthChecker | undefined;
+  readonly outlierDetector: OutlierDetector | undefined;
+  private destroyed = false;
   readonly stats: ClusterStats;
   readonly pools: ConnPoolSet;
   /** Circuit breakers, per routing priority. */
@@ -154,6 +159,16 @@ export class Cluster {
     this.initialized = new Promise((resolve) => {
       this.markInitialized = resolve;
     });
+    if (config.outlierDetection)
+      this.outlierDetector = new OutlierDetector(config.outlierDetection, scope, () => this.refreshHealth());
+    if (config.healthCheck) {
+      const hc = createHealthChecker(this, config.healthCheck, scope);
+      hc.addHostCheckCompleteCb((host, transition, passed) => {
+        if (passed) this.outlierDetector?.onActiveHealthCheckPassed(host);
+        if (transition === 'changed') this.refreshHealth();
+      });
+      this.healthChecker = hc;
+    }
     if (config.type === 'STATIC') {
       this.setHosts(
         config.localities.flatMap((l) =>
@@ -163,7 +178,7 @@ export class Cluster {
         ),
       );
       this.stats.update_success.inc();
-      this.markInitialized();
+      this.finishInitialization();
     } else {
       void this.resolveDns();
     }
@@ -177,15 +192,58 @@ export class Cluster {
     return this.hostsByPriority.flat();
   }
 
+  /** Whether the cluster ever opened an upstream connection (health checks slow down until it has). */
+  hadTraffic(): boolean {
+    return this.stats.upstream_cx_total.value > 0;
+  }
+
+  /** Warm once the first discovery is done and, with health checks, every host had its first check. */
+  private initializing = false;
+  private finishInitialization(): void {
+    if (this.initializing) return;
+    this.initializing = true;
+    const hc = this.healthChecker;
+    if (!hc) {
+      this.markInitialized();
+      return;
+    }
+    void hc.start(this.allHosts()).then(() => this.markInitialized());
+  }
+
   private setHosts(hosts: Host[]): void {
+    // A host that is still discovered keeps its object, and with it its health and outlier state.
+    const key = (h: Host) => `${h.addressString}|${h.priority}|${h.weight}|${h.hostname}|${h.healthStatus}`;
+    const previous = new Map(this.allHosts().map((h) => [key(h), h]));
+    const added: Host[] = [];
+    hosts = hosts.map((h) => {
+      const k = key(h);
+      const old = previous.get(k);
+      if (old) {
+        previous.delete(k);
+        return old;
+      }
+      added.push(h);
+      return h;
+    });
+    const removed = [...previous.values()];
+    if (this.healthChecker) {
+      // With active health checking a host is unhealthy until its first check passes.
+      const dynamic = this.config.type !== 'STATIC';
+      for (const h of added) {
+        h.healthFlags |= HealthFlag.FAILED_ACTIVE_HC;
+        if (dynamic && this.config.ignoreNewHostsUntilFirstHc) h.healthFlags |= HealthFlag.PENDING_ACTIVE_HC;
+      }
+    }
     const byP: Host[][] = [];
     for (const h of hosts) (byP[h.priority] ??= []).push(h);
     for (let i = 0; i < byP.length; i++) byP[i] ??= [];
     this.hostsByPriority = byP;
-    this.healthyByPriority = byP.map((hs) => hs.filter((h) => h.healthy));
     this.stats.membership_total.set(hosts.length);
-    this.stats.membership_healthy.set(this.healthyByPriority.reduce((a, h) => a + h.length, 0));
-    this.computePriorityLoad();
+    this.outlierDetector?.removeHosts(removed);
+    this.outlierDetector?.addHosts(added);
+    // Before the first discovery completes, the checker starts with the whole set instead.
+    if (this.initializing) this.healthChecker?.onMembershipChange(added, removed);
+    this.refreshHealth();
     this.pools.retainOnly(new Set(hosts.map((h) => h.addressString)));
   }
 
@@ -194,7 +252,9 @@ export class Cluster {
    * sets and priority load. The host arrays are replaced, so load balancers rebuild their state.
    */
   refreshHealth(): void {
+    if (this.destroyed) return;
     this.healthyByPriority = this.hostsByPriority.map((hs) => hs.filter((h) => h.healthy));
+    this.eligibleCountByPriority = this.hostsByPriority.map((hs) => hs.filter((h) => !h.excluded).length);
     this.stats.membership_healthy.set(this.healthyByPriority.reduce((a, h) => a + h.length, 0));
     this.computePriorityLoad();
   }
@@ -202,11 +262,11 @@ export class Cluster {
   /** Envoy's priority load: each level takes healthy% x overprovisioning, in order, until 100%. */
   private computePriorityLoad(): void {
     const factor = this.config.overprovisioningFactor;
-    const health = this.hostsByPriority.map((hs, p) =>
-      hs.length === 0
-        ? 0
-        : Math.min(100, Math.floor((this.healthyByPriority[p]!.length * factor) / hs.length)),
-    );
+    // Excluded hosts count neither as healthy nor in the total.
+    const health = this.hostsByPriority.map((_hs, p) => {
+      const n = this.eligibleCountByPriority[p] ?? 0;
+      return n === 0 ? 0 : Math.min(100, Math.floor((this.healthyByPriority[p]!.length * factor) / n));
+    });
     const total = health.reduce((a, b) => a + b, 0);
     const load: number[] = [];
     if (total === 0) {
@@ -244,7 +304,9 @@ export class Cluster {
     const all = this.hostsByPriority[p]!;
     if (all.length === 0) return undefined;
     const healthy = this.healthyByPriority[p]!;
-    if ((healthy.length * 100) / all.length < PANIC_THRESHOLD) {
+    const eligible = this.eligibleCountByPriority[p] ?? 0;
+    // Panic: too few healthy hosts, so all of them (excluded ones too) take traffic.
+    if ((eligible === 0 ? 0 : (healthy.length * 100) / eligible) < this.config.healthyPanicThreshold) {
       this.stats.lb_healthy_panic.inc();
       return this.lb.chooseHost(all, ctx);
     }
@@ -283,13 +345,16 @@ export class Cluster {
     else this.stats.update_failure.inc();
     // Keep the previous hosts of a name that failed to resolve this round (Envoy keeps the last good set).
     if (ok || this.hostsByPriority.length === 0 || results.length > 0) this.setHosts(results);
-    this.markInitialized();
+    this.finishInitialization();
     this.dnsTimer = setTimeout(() => void this.resolveDns(), timerMs(this.config.dnsRefreshRateMs));
     this.dnsTimer.unref();
   }
 
   destroy(): void {
+    this.destroyed = true;
     if (this.dnsTimer) clearTimeout(this.dnsTimer);
+    this.healthChecker?.destroy();
+    this.outlierDetector?.destroy();
     this.pools.destroy();
   }
 }

@@ -21,6 +21,15 @@ export const HealthFlag = {
 const UNHEALTHY_MASK =
   HealthFlag.FAILED_ACTIVE_HC | HealthFlag.FAILED_OUTLIER_CHECK | HealthFlag.FAILED_EDS_HEALTH;
 
+/**
+ * Flags that exclude a host: it leaves the healthy set and the denominators of priority load and
+ * panic mode, but panic mode may still pick it (Envoy's "excluded endpoints").
+ */
+const EXCLUDED_MASK =
+  HealthFlag.PENDING_DYNAMIC_REMOVAL |
+  HealthFlag.PENDING_ACTIVE_HC |
+  HealthFlag.EXCLUDED_VIA_IMMEDIATE_HC_FAIL;
+
 /** Envoy's names for /clusters `health_flags` (HostUtility::healthFlagsToString). */
 const FLAG_NAMES: [number, string][] = [
   [HealthFlag.FAILED_ACTIVE_HC, '/failed_active_hc'],
@@ -43,6 +52,12 @@ export type OutlierResult =
   | 'EXT_ORIGIN_REQUEST_FAILED'
   | 'EXT_ORIGIN_REQUEST_SUCCESS';
 
+/** The per-host side of active health checking: what a routed response can tell the checker. */
+export interface HealthCheckHostMonitor {
+  /** `x-envoy-immediate-health-check-fail` on a response: fail (and exclude) the host now. */
+  setUnhealthy(type: 'IMMEDIATE_HEALTH_CHECK_FAIL'): void;
+}
+
 /** The per-host side of outlier detection; the router and pools report into it. */
 export interface HostOutlierMonitor {
   putHttpResponseCode(code: number): void;
@@ -60,6 +75,8 @@ export class Host {
   healthFlags = 0;
   /** Set when the cluster has outlier detection. */
   outlier: HostOutlierMonitor | undefined;
+  /** Set when the cluster has an active health checker. */
+  healthChecker: HealthCheckHostMonitor | undefined;
 
   constructor(
     readonly address: string,
@@ -78,7 +95,15 @@ export class Host {
   }
 
   get healthy(): boolean {
-    return (this.healthFlags & UNHEALTHY_MASK) === 0;
+    return (this.healthFlags & (UNHEALTHY_MASK | EXCLUDED_MASK)) === 0;
+  }
+
+  get excluded(): boolean {
+    return (this.healthFlags & EXCLUDED_MASK) !== 0;
+  }
+
+  hasFlag(flag: number): boolean {
+    return (this.healthFlags & flag) !== 0;
   }
 
   /** `healthy` or the set flags, as Envoy's /clusters prints them. */
