@@ -78,6 +78,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
   /** Set by the connection manager for upgrade requests (WebSocket). */
   upgradeType: string | undefined;
   private requestTimer: NodeJS.Timeout | undefined;
+  private durationTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly config: ConnectionManagerConfig,
@@ -93,6 +94,11 @@ export class ActiveStream implements DecoderFilterCallbacks {
       f.setEncoderFilterCallbacks?.(this);
     }
     this.setStreamIdleTimeout(config.streamIdleTimeoutMs);
+    if (config.maxStreamDurationMs > 0)
+      this.durationTimer = setTimeout(
+        () => this.onMaxDuration(),
+        timerMs(config.maxStreamDurationMs),
+      ).unref();
     if (config.requestTimeoutMs > 0 && !stream.body.ended)
       this.requestTimer = setTimeout(() => this.onRequestTimeout(), timerMs(config.requestTimeoutMs)).unref();
     if (stream.body.ended) this.streamInfo.lastRequestByteMs = this.streamInfo.elapsedMs();
@@ -107,6 +113,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
     stream.onClose((complete) => {
       clearTimeout(this.idleTimer);
       clearTimeout(this.requestTimer);
+      clearTimeout(this.durationTimer);
       if (!complete && !this.done) {
         this.streamInfo.setFlag(ResponseFlag.DC);
         for (const cb of this.resetCallbacks) cb();
@@ -136,6 +143,16 @@ export class ActiveStream implements DecoderFilterCallbacks {
     this.stats.downstream_rq_idle_timeout.inc();
     this.abortFilters();
     this.sendLocalReply(408, 'stream timeout', { details: 'stream_idle_timeout', flags: ResponseFlag.SI });
+  }
+
+  private onMaxDuration(): void {
+    if (this.done) return;
+    this.stats.downstream_rq_max_duration_reached.inc();
+    this.abortFilters();
+    this.sendLocalReply(408, 'downstream duration timeout', {
+      details: 'max_duration_timeout',
+      flags: ResponseFlag.DT,
+    });
   }
 
   private onRequestTimeout(): void {

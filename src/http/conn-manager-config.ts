@@ -47,6 +47,8 @@ export interface ConnectionManagerConfig {
   requestHeadersTimeoutMs: number;
   /** common_http_protocol_options.max_connection_duration (default off), ms. */
   maxConnectionDurationMs: number;
+  /** common_http_protocol_options.max_stream_duration (default off), ms: 408 DT, or a reset. */
+  maxStreamDurationMs: number;
   /** common_http_protocol_options.max_requests_per_connection (default unlimited: 0). */
   maxRequestsPerConnection: number;
   path: import('./path-utility.js').PathOptions;
@@ -112,6 +114,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
   const idleTimeoutMs = cho ? cho.durationMs('idle_timeout', 3600_000) : 3600_000;
   const maxHeadersCount = cho ? cho.num('max_headers_count', 100) : 100;
   const maxConnectionDurationMs = cho ? cho.durationMs('max_connection_duration', 0) : 0;
+  const maxStreamDurationMs = cho ? cho.durationMs('max_stream_duration', 0) : 0;
   const maxRequestsPerConnection = cho ? cho.num('max_requests_per_connection', 0) : 0;
   const h2o = r.msg('http2_protocol_options');
   const http2 = h2o ? readHttp2Options(h2o) : undefined;
@@ -148,6 +151,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     requestTimeoutMs: r.durationMs('request_timeout', 0),
     requestHeadersTimeoutMs: r.durationMs('request_headers_timeout', 0),
     maxConnectionDurationMs,
+    maxStreamDurationMs,
     maxRequestsPerConnection,
     upgrades: compileUpgradeConfigs(r),
     accessLoggers: r

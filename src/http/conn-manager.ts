@@ -12,7 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import type { Duplex } from 'node:stream';
 import { http2Module } from '../common/lazy-modules.js';
-import type { Headers } from '../common/substitution-formatter.js';
+import type { FormatContext, Headers } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import {
   connectionAddresses,
@@ -30,6 +30,7 @@ import type { DownstreamInfo } from './filter.js';
 import { Http1ServerConnection } from './http1/server-connection.js';
 import { Http2ServerStreamAdapter } from './http2/server-stream.js';
 import { transformPath } from './path-utility.js';
+import { ResponseFlag, StreamInfo } from './stream-info.js';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
@@ -65,6 +66,7 @@ export class HttpConnectionManagerStats {
   readonly downstream_cx_max_requests_reached: Counter;
   readonly downstream_rq_idle_timeout: Counter;
   readonly downstream_rq_timeout: Counter;
+  readonly downstream_rq_max_duration_reached: Counter;
   readonly downstream_cx_upgrades_total: Counter;
 
   constructor(readonly scope: StatsScope) {
@@ -93,6 +95,7 @@ export class HttpConnectionManagerStats {
     this.downstream_cx_max_requests_reached = c('downstream_cx_max_requests_reached');
     this.downstream_rq_idle_timeout = c('downstream_rq_idle_timeout');
     this.downstream_rq_timeout = c('downstream_rq_timeout');
+    this.downstream_rq_max_duration_reached = c('downstream_rq_max_duration_reached');
     this.downstream_cx_upgrades_total = c('downstream_cx_upgrades_total');
   }
 
@@ -274,6 +277,7 @@ export class ConnectionManager implements NetworkFilter {
           st.downstream_rq_total.inc();
           st.downstream_rq_http1_total.inc();
           st.responseClass(e.status);
+          this.logProtocolError(conn, e.status, e.details);
         },
         onLimit: (which) => this.onLimit(which),
       },
@@ -332,6 +336,19 @@ export class ConnectionManager implements NetworkFilter {
     this.h2.emit('connection', socket);
     this.pendingConn = undefined;
     if (socket instanceof net.Socket) socket.resume();
+  }
+
+  /** A request the codec rejected is still logged, as Envoy does: its status, details and DPE. */
+  private logProtocolError(conn: DownstreamConnection, status: number, details: string): void {
+    const loggers = this.config.accessLoggers;
+    if (loggers.length === 0) return;
+    const info = new StreamInfo();
+    info.responseCode = status;
+    info.responseCodeDetails = details;
+    info.setFlag(ResponseFlag.DPE);
+    const a = connectionAddresses(conn);
+    const ctx: FormatContext = { info, protocol: 'HTTP/1.1', ...a };
+    for (const l of loggers) l.log(ctx);
   }
 
   private onLimit(which: 'headers_timeout' | 'idle_headers' | 'max_duration' | 'max_requests'): void {

@@ -70,6 +70,33 @@ function parseRetryOn(value: string, names: readonly string[]): { bits: number; 
   return { bits, unknown };
 }
 
+/**
+ * The router's strict_check_headers: whether a control header's value is well formed
+ * (Envoy answers 400 with flag IH when it is not).
+ */
+export function validControlHeader(name: string, value: string): boolean {
+  switch (name) {
+    case 'x-envoy-upstream-rq-timeout-ms':
+    case 'x-envoy-upstream-rq-per-try-timeout-ms':
+    case 'x-envoy-max-retries':
+      return /^\d+$/.test(value);
+    case 'x-envoy-retry-on':
+      return parseRetryOn(value, HTTP_NAMES).unknown.length === 0;
+    case 'x-envoy-retry-grpc-on':
+      return parseRetryOn(value, GRPC_NAMES).unknown.length === 0;
+    default:
+      return true;
+  }
+}
+
+export const STRICT_CHECKABLE_HEADERS = [
+  'x-envoy-upstream-rq-timeout-ms',
+  'x-envoy-upstream-rq-per-try-timeout-ms',
+  'x-envoy-max-retries',
+  'x-envoy-retry-on',
+  'x-envoy-retry-grpc-on',
+];
+
 export interface RetryPolicy {
   retryOn: number;
   numRetries: number;

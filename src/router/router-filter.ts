@@ -21,7 +21,7 @@ import type { LoadBalancerContext } from '../upstream/lb/load-balancer.js';
 import type { ResourceManager, ResourcePriority } from '../upstream/resource-manager.js';
 import type { ResetReason, UpstreamRequest } from '../upstream/upstream-request.js';
 import { formatSetCookie } from './hash-policy.js';
-import { RetryState } from './retry-policy.js';
+import { RetryState, STRICT_CHECKABLE_HEADERS, validControlHeader } from './retry-policy.js';
 
 /** One try of the request on one host. */
 interface Attempt {
@@ -48,6 +48,8 @@ export const ROUTER_TYPE_URL = 'type.googleapis.com/envoy.extensions.filters.htt
 
 export interface RouterConfig {
   suppressEnvoyHeaders: boolean;
+  /** strict_check_headers: control headers whose values must be valid (else 400 IH). */
+  strictCheckHeaders: string[];
 }
 
 class RouterFilter implements HttpFilter {
@@ -105,6 +107,16 @@ class RouterFilter implements HttpFilter {
     }
     const { route, vhost } = matched;
     const action = route.action;
+    for (const name of this.config.strictCheckHeaders) {
+      const v = headers[name];
+      if (typeof v === 'string' && !validControlHeader(name, v)) {
+        cb.sendLocalReply(400, `invalid header '${name}' with value '${v}'`, {
+          details: `request_headers_failed_strict_check{${name}}`,
+          flags: ResponseFlag.IH,
+        });
+        return FilterHeadersStatus.StopIteration;
+      }
+    }
     if (action.kind === 'direct_response') {
       this.directResponse(action);
       return FilterHeadersStatus.StopIteration;
@@ -583,7 +595,11 @@ class RouterFilter implements HttpFilter {
             ? ResponseFlag.UC
             : reason === 'overflow'
               ? ResponseFlag.UO
-              : ResponseFlag.UR;
+              : reason === 'protocol_error'
+                ? ResponseFlag.UPE
+                : reason === 'local_reset'
+                  ? ResponseFlag.LR
+                  : ResponseFlag.UR;
     if (this.responseStarted) {
       // Too late for a local reply: the client sees the stream reset.
       this.finish();
@@ -786,7 +802,17 @@ export const routerFactory: ExtensionFactory<HttpFilterFactory> = {
   create(r) {
     // dynamic_stats only selects extra per-request stats; Herald has none to switch off.
     r.ignore('dynamic_stats');
-    const config: RouterConfig = { suppressEnvoyHeaders: r.bool('suppress_envoy_headers') };
+    const strict = r.strList('strict_check_headers');
+    for (const name of strict)
+      if (!STRICT_CHECKABLE_HEADERS.includes(name))
+        throw r.error(
+          'strict_check_headers',
+          `'${name}' cannot be checked (one of ${STRICT_CHECKABLE_HEADERS.join(', ')})`,
+        );
+    const config: RouterConfig = {
+      suppressEnvoyHeaders: r.bool('suppress_envoy_headers'),
+      strictCheckHeaders: strict,
+    };
     return {
       name: 'envoy.filters.http.router',
       terminal: true,
