@@ -1,4 +1,5 @@
 // Envoy's command line, as far as Herald implements it.
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 
 export interface CliOptions {
@@ -25,7 +26,7 @@ Options:
   -c, --config-path FILE        Envoy v3 bootstrap, YAML or JSON
       --config-yaml STRING      YAML merged over the -c file (as Envoy does)
       --mode serve|validate     validate: check the config, print OK or the errors, exit 0/1
-      --concurrency N           worker count (default: 1; see docs/compatibility.md)
+      --concurrency N           worker processes (default: one per CPU, as Envoy; 1 runs everything in one process)
   -l, --log-level LEVEL         trace, debug, info, warning, error, critical, off (default: info)
       --component-log-level S   per component, e.g. upstream:debug,connection:trace
       --drain-time-s N          seconds to drain connections on shutdown (default: 600)
@@ -78,7 +79,7 @@ export function parseCli(argv: string[]): CliOptions {
     configPath: v['config-path'] as string | undefined,
     configYaml: v['config-yaml'] as string | undefined,
     mode,
-    concurrency: int('concurrency', 1, 1),
+    concurrency: int('concurrency', defaultConcurrency(), 1),
     logLevel: (v['log-level'] as string | undefined) ?? 'info',
     componentLogLevel: v['component-log-level'] as string | undefined,
     drainTimeS: int('drain-time-s', 600),
@@ -88,4 +89,9 @@ export function parseCli(argv: string[]): CliOptions {
     help: v.help === true,
     version: v.version === true,
   };
+}
+
+/** Envoy's default --concurrency: one worker per hardware thread. */
+function defaultConcurrency(): number {
+  return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 }

@@ -72,10 +72,6 @@ export async function main(argv: string[]): Promise<void> {
     configYaml = demoConfigYaml({ listenerPort: 10000, adminPort: 9901 }, up.ports);
     log.info(`demo: upstream v1 on 127.0.0.1:${up.ports.v1}, v2 on 127.0.0.1:${up.ports.v2}`);
   }
-  if (opts.concurrency > 1)
-    log.warn(
-      `--concurrency ${opts.concurrency}: Herald runs one worker in this version (see docs/compatibility.md)`,
-    );
 
   let server: Server;
   try {

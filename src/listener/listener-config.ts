@@ -16,6 +16,8 @@ export interface FilterChainConfig {
 
 export interface ListenerConfig {
   name: string;
+  /** connection_balance_config.exact_balance: each connection to the worker with the fewest. */
+  exactBalance: boolean;
   address: SocketAddress;
   statPrefix: string;
   filterChains: FilterChainConfig[];
@@ -57,6 +59,7 @@ export function compileListener(r: Reader, ctx: FactoryContext, index: number): 
   return {
     name,
     address,
+    exactBalance: compileBalance(r),
     statPrefix: r.str('stat_prefix', ''),
     filterChains: chains,
     defaultFilterChain,
@@ -85,4 +88,15 @@ function compileFilterChain(r: Reader, ctx: FactoryContext): FilterChainConfig {
   const ts = r.msg('transport_socket');
   const transport = ts ? compileTransportSocket(ts, ctx) : undefined;
   return { name: r.str('name', ''), match, filterFactories, transport };
+}
+
+function compileBalance(r: Reader): boolean {
+  const b = r.msg('connection_balance_config');
+  if (!b) return false;
+  const kind = b.oneof('exact_balance', 'extend_balance');
+  if (kind === 'exact_balance') {
+    b.msg('exact_balance');
+    return true;
+  }
+  throw b.error(kind, kind ? 'only exact_balance is supported' : 'a balance type is required');
 }

@@ -27,6 +27,10 @@ export class ActiveListener {
   private readonly connections = new Set<net.Socket>();
   private cxTotal!: Counter;
   private cxActive!: Gauge;
+  private workerCxTotal!: Counter;
+  private workerCxActive!: Gauge;
+  /** Called when a connection this listener took closes (the main process balances on it). */
+  onConnectionClosed: (() => void) | undefined;
   private noChain!: Counter;
   private listenerFilterTimeouts!: Counter;
   boundPort = 0;
@@ -34,6 +38,8 @@ export class ActiveListener {
   constructor(
     readonly config: ListenerConfig,
     private readonly stats: StatsStore,
+    /** This process's worker number, for listener.<addr>.worker_<n>.* stats. */
+    private readonly workerIndex = 0,
   ) {
     // Paused on accept: nothing is read until a listener filter, codec or proxy asks, so the
     // first bytes can be peeked and TLS/HTTP/2 can keep the socket's native handle.
@@ -50,29 +56,49 @@ export class ActiveListener {
     return this.config.address.host;
   }
 
-  async listen(): Promise<void> {
+  /**
+   * Binds the listener's address, or, in a worker, accepts on a listening socket the main
+   * process made (`fd`), or only takes connections handed over (`adoptOnly`, exact balance).
+   */
+  async listen(from?: { fd?: number; port: number }): Promise<void> {
     const { host, port, ipv4Compat } = this.config.address;
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port, ipv6Only: net.isIPv6(host) && !ipv4Compat, backlog: 1024 }, () => {
-        this.server.off('error', reject);
-        resolve();
+    if (from?.fd === undefined && from) {
+      this.boundPort = from.port;
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once('error', reject);
+        const opts =
+          from?.fd !== undefined
+            ? { fd: from.fd }
+            : { host, port, ipv6Only: net.isIPv6(host) && !ipv4Compat, backlog: 1024 };
+        this.server.listen(opts, () => {
+          this.server.off('error', reject);
+          resolve();
+        });
       });
-    });
-    const addr = this.server.address() as net.AddressInfo;
-    this.boundPort = addr.port;
+      this.boundPort = from?.port ?? (this.server.address() as net.AddressInfo).port;
+    }
     const scope = this.stats.scope(
       `listener.${this.config.statPrefix || listenerStatName(host, this.boundPort)}.`,
     );
     this.cxTotal = scope.counter('downstream_cx_total');
     this.cxActive = scope.gauge('downstream_cx_active');
+    this.workerCxTotal = scope.counter(`worker_${this.workerIndex}.downstream_cx_total`);
+    this.workerCxActive = scope.gauge(`worker_${this.workerIndex}.downstream_cx_active`);
     this.noChain = scope.counter('no_filter_chain_match');
     this.listenerFilterTimeouts = scope.counter('downstream_pre_cx_timeout');
     log.info(`listener '${this.name}' bound to ${host}:${this.boundPort}`);
   }
 
+  /** A connection the main process accepted and handed to this worker (exact balance). */
+  adopt(socket: net.Socket): void {
+    this.onAccept(socket);
+  }
+
   private onAccept(socket: net.Socket): void {
     socket.on('error', (e) => log.debug(`downstream socket error: ${e.message}`));
+    const closed = this.onConnectionClosed;
+    if (closed) socket.once('close', closed);
     const facts: ConnectionFacts = {
       localAddress: socket.localAddress ?? '',
       localPort: socket.localPort ?? 0,
@@ -167,9 +193,12 @@ export class ActiveListener {
     // Envoy counts a connection once it has a filter chain.
     this.cxTotal.inc();
     this.cxActive.inc();
+    this.workerCxTotal.inc();
+    this.workerCxActive.inc();
     this.connections.add(socket);
     socket.once('close', () => {
       this.cxActive.dec();
+      this.workerCxActive.dec();
       this.connections.delete(socket);
     });
     if (chain.transport) {
@@ -240,7 +269,9 @@ export class ActiveListener {
 
   /** Stops accepting; with `force`, closes open connections too. */
   async close(force = false): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = this.server.listening
+      ? new Promise<void>((resolve) => this.server.close(() => resolve()))
+      : Promise.resolve();
     if (force) for (const s of this.connections) s.destroy();
     await closed;
   }

@@ -19,8 +19,18 @@ export interface AdminConfig {
   address: SocketAddress;
 }
 
+/** Envoy's watchdog for worker event loops (config.bootstrap.v3.Watchdog). */
+export interface WatchdogConfig {
+  missMs: number;
+  megamissMs: number;
+  /** 0 = never kill. */
+  killMs: number;
+  multikillMs: number;
+}
+
 export interface BootstrapConfig {
   node: NodeInfo;
+  watchdog: WatchdogConfig;
   listeners: ListenerConfig[];
   clusters: ClusterConfig[];
   admin: AdminConfig | undefined;
@@ -82,8 +92,9 @@ function compile(canonical: JsonObject, server: ServerContext, opts: CompileOpti
     if (addr) admin = { address: compileAddress(addr) };
   }
   const runtime = compileRuntime(r.msg('layered_runtime'));
+  const watchdog = compileWatchdogs(r);
   rc.assertAllRead();
-  return { node, listeners, clusters, admin, runtime, canonical };
+  return { node, watchdog, listeners, clusters, admin, runtime, canonical };
 }
 
 function compileNode(r: Reader | undefined, opts: CompileOptions): NodeInfo {
@@ -104,6 +115,29 @@ function compileNode(r: Reader | undefined, opts: CompileOptions): NodeInfo {
   if (!node.cluster && opts.serviceCluster) node.cluster = opts.serviceCluster;
   if (!node.id && opts.serviceNode) node.id = opts.serviceNode;
   return node;
+}
+
+/** `watchdogs.worker_watchdog` (or the deprecated `watchdog`); the main process has no loop worth watching. */
+function compileWatchdogs(r: Reader): WatchdogConfig {
+  const out: WatchdogConfig = { missMs: 200, megamissMs: 1000, killMs: 0, multikillMs: 0 };
+  const ws = r.msg('watchdogs');
+  if (ws) {
+    const main = ws.msg('main_thread_watchdog');
+    if (main) readWatchdog(main, { ...out });
+  }
+  const w = ws?.msg('worker_watchdog') ?? r.msg('watchdog');
+  if (w) readWatchdog(w, out);
+  return out;
+}
+
+function readWatchdog(r: Reader, out: WatchdogConfig): void {
+  if (r.list('actions').length) throw r.error('actions', 'watchdog actions are not supported');
+  out.missMs = r.durationMs('miss_timeout', 200);
+  out.megamissMs = r.durationMs('megamiss_timeout', 1000);
+  out.killMs = r.durationMs('kill_timeout', 0);
+  out.multikillMs = r.durationMs('multikill_timeout', 0);
+  // Jitter and the multikill threshold only shape when Envoy aborts the whole process.
+  r.ignore('max_kill_timeout_jitter', 'multikill_threshold');
 }
 
 function compileRuntime(r: Reader | undefined): Record<string, unknown> {

@@ -2,6 +2,7 @@
 
 import { AdminServer } from '../admin/admin-server.js';
 import { logger } from '../common/logger.js';
+import { useSharedCounters } from '../common/shared-counters.js';
 import { initHashing } from '../common/xxhash.js';
 import type { JsonObject } from '../config/proto-json.js';
 import { loadBootstrapIsolated } from '../config/proto-worker.js';
@@ -12,6 +13,8 @@ import { ClusterManager } from '../upstream/cluster-manager.js';
 import { type BootstrapConfig, type CompileOptions, compileBootstrap } from './bootstrap-config.js';
 import { ServerContext } from './server-context.js';
 import { VERSION } from './version.js';
+import type { WorkerListener } from './worker-protocol.js';
+import { WorkerManager } from './workers.js';
 
 const log = logger('main');
 
@@ -24,6 +27,13 @@ export interface ServerOptions extends CompileOptions {
   drainTimeS?: number;
   /** The command line as given, for /server_info. */
   commandLine?: Record<string, unknown>;
+  /** Set in a worker process: what the main process gave it. */
+  worker?: {
+    index: number;
+    listeners: WorkerListener[];
+    hostHealth: Record<string, Array<[string, number]>>;
+    reportImmediateFail(cluster: string, address: string): void;
+  };
 }
 
 function hashingNeeded(c: BootstrapConfig): boolean {
@@ -38,6 +48,8 @@ export class Server {
   readonly listeners: ActiveListener[] = [];
   clusterManager!: ClusterManager;
   admin: AdminServer | undefined;
+  /** The worker processes, when this is the main process of several (--concurrency > 1). */
+  workers: WorkerManager | undefined;
   state: ServerState = 'PRE_INITIALIZING';
   readonly startTime = Date.now();
   private healthCheckFailed = false;
@@ -76,34 +88,92 @@ export class Server {
     this.healthCheckFailed = failed;
   }
 
+  /** 'single': one process does everything; 'main' + 'worker': --concurrency > 1. */
+  get role(): 'single' | 'main' | 'worker' {
+    if (this.options.worker) return 'worker';
+    return (this.options.concurrency ?? 1) > 1 ? 'main' : 'single';
+  }
+
   async start(): Promise<void> {
     // xxHash (WebAssembly) only when a route hashes or a cluster balances by hash.
     if (hashingNeeded(this.config)) await initHashing();
     const stats = this.context.stats;
+    const role = this.role;
     stats.gauge('server.concurrency').set(this.options.concurrency ?? 1);
     stats.gauge('server.live').set(0);
     this.state = 'INITIALIZING';
-    if (this.config.admin) {
+    if (this.config.admin && role !== 'worker') {
       this.admin = new AdminServer(this, this.config.admin);
       await this.admin.listen();
     }
-    this.clusterManager = new ClusterManager(this.config.clusters, stats);
+    let sharedCounters = '';
+    if (role === 'main') {
+      // Circuit-breaker counts shared with the workers: limits hold for the whole proxy.
+      sharedCounters = `/dev/shm/herald-${process.pid}-${Date.now()}`;
+      useSharedCounters(sharedCounters, true);
+    }
+    const worker = this.options.worker;
+    this.clusterManager = new ClusterManager(this.config.clusters, stats, worker);
     this.context.clusterManager = this.clusterManager;
+    if (worker) {
+      for (const [name, hosts] of Object.entries(worker.hostHealth)) {
+        const c = this.clusterManager.get(name);
+        for (const [addr, bits] of hosts) c?.applyRemoteHealth(addr, bits);
+      }
+    }
     await this.clusterManager.initialize();
-    for (const lc of this.config.listeners) {
-      const l = new ActiveListener(lc, stats);
-      const limit = this.config.runtime[`envoy.resource_limits.listener.${lc.name}.connection_limit`];
-      await l.listen();
-      if (typeof limit === 'number') l.setConnectionLimit(limit);
-      this.listeners.push(l);
+    if (role === 'main') await this.startWorkers(sharedCounters);
+    else {
+      for (const lc of this.config.listeners) {
+        const l = new ActiveListener(lc, stats, worker?.index ?? 0);
+        const given = worker?.listeners.find((x) => x.name === lc.name);
+        await l.listen(given);
+        const limit = this.config.runtime[`envoy.resource_limits.listener.${lc.name}.connection_limit`];
+        if (typeof limit === 'number') l.setConnectionLimit(limit);
+        this.listeners.push(l);
+      }
     }
     stats.gauge('listener_manager.total_listeners_active').set(this.listeners.length);
     this.state = 'LIVE';
     stats.gauge('server.live').set(1);
     stats.gauge('server.state').set(0);
-    log.info(
-      `Herald ${VERSION} is live: ${this.listeners.length} listener(s), ${this.config.clusters.length} cluster(s)`,
-    );
+    if (role !== 'worker')
+      log.info(
+        `Herald ${VERSION} is live: ${this.listeners.length} listener(s), ${this.config.clusters.length} cluster(s)${role === 'main' ? `, ${this.workers?.size} workers` : ''}`,
+      );
+  }
+
+  /** Main process: binds the listeners, starts the workers, and shares host health with them. */
+  private async startWorkers(sharedCounters: string): Promise<void> {
+    const cm = this.clusterManager;
+    const workers = new WorkerManager({
+      concurrency: this.options.concurrency ?? 1,
+      canonical: this.config.canonical,
+      serviceCluster: this.options.serviceCluster,
+      serviceNode: this.options.serviceNode,
+      watchdog: this.config.watchdog,
+      sharedCounters,
+      hostHealth: () => Object.fromEntries(cm.all().map((c) => [c.name, c.activeHealthSnapshot()])),
+      onImmediateFail: (cluster, address) => {
+        for (const h of cm.get(cluster)?.allHosts() ?? [])
+          if (h.addressString === address) h.healthChecker?.setUnhealthy('IMMEDIATE_HEALTH_CHECK_FAIL');
+      },
+      stats: this.context.stats,
+    });
+    this.workers = workers;
+    for (const c of cm.all()) {
+      const name = c.name;
+      c.onActiveHealthChange = (a, b) => workers.broadcast({ t: 'hc', c: name, a, b });
+      c.refreshHealth(); // records what every worker starts from
+    }
+    const ports = workers.bind(this.config.listeners);
+    for (const lc of this.config.listeners) {
+      // The main process's view of a listener: its name and port (workers do the accepting).
+      const l = new ActiveListener(lc, this.context.stats);
+      await l.listen({ port: ports.get(lc.name) ?? 0 });
+      this.listeners.push(l);
+    }
+    await workers.start();
   }
 
   listenerPort(name: string): number {
@@ -120,6 +190,12 @@ export class Server {
   stop(drainMs = 0): Promise<void> {
     this.stopping ??= (async () => {
       this.state = 'DRAINING';
+      if (this.workers) {
+        await this.workers.stop(drainMs);
+        this.clusterManager?.destroy();
+        await this.admin?.close();
+        return;
+      }
       const closing = this.listeners.map((l) => l.close(false));
       if (drainMs > 0) await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, drainMs))]);
       await Promise.all(this.listeners.map((l) => l.close(true)));

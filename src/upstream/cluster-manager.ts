@@ -1,6 +1,6 @@
 // All clusters by name. Built from the bootstrap's static clusters; xDS adds and removes later.
 import type { StatsStore } from '../stats/store.js';
-import { Cluster } from './cluster.js';
+import { Cluster, type RemoteHealth } from './cluster.js';
 import type { ClusterConfig } from './cluster-config.js';
 
 export class ClusterManager {
@@ -9,8 +9,10 @@ export class ClusterManager {
   constructor(
     configs: readonly ClusterConfig[],
     private readonly stats: StatsStore,
+    remoteHealth?: RemoteHealth,
   ) {
-    for (const c of configs) this.clusters.set(c.name, new Cluster(c, stats.scope(`cluster.${c.name}.`)));
+    for (const c of configs)
+      this.clusters.set(c.name, new Cluster(c, stats.scope(`cluster.${c.name}.`), remoteHealth));
     stats.gauge('cluster_manager.active_clusters').set(this.clusters.size);
   }
 

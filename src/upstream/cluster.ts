@@ -22,6 +22,18 @@ import { ResourceManager, type ResourcePriority } from './resource-manager.js';
 
 const log = logger('upstream');
 
+/** The health flags active health checking owns (what the main process shares with workers). */
+const ACTIVE_HC_BITS =
+  HealthFlag.FAILED_ACTIVE_HC |
+  HealthFlag.DEGRADED_ACTIVE_HC |
+  HealthFlag.PENDING_ACTIVE_HC |
+  HealthFlag.EXCLUDED_VIA_IMMEDIATE_HC_FAIL |
+  HealthFlag.ACTIVE_HC_TIMEOUT;
+
+export interface RemoteHealth {
+  reportImmediateFail(cluster: string, address: string): void;
+}
+
 export class ClusterStats {
   readonly upstream_rq_total;
   readonly upstream_rq_completed;
@@ -147,6 +159,11 @@ export class Cluster {
   constructor(
     readonly config: ClusterConfig,
     scope: StatsScope,
+    /**
+     * In a worker process: active health checks run in the main process, whose verdicts arrive
+     * through applyRemoteHealth(); `reportImmediateFail` tells it what routed responses said.
+     */
+    private readonly remote?: RemoteHealth,
   ) {
     this.stats = new ClusterStats(scope);
     const cb = config.circuitBreakers;
@@ -161,7 +178,7 @@ export class Cluster {
     });
     if (config.outlierDetection)
       this.outlierDetector = new OutlierDetector(config.outlierDetection, scope, () => this.refreshHealth());
-    if (config.healthCheck) {
+    if (config.healthCheck && !remote) {
       const hc = createHealthChecker(this, config.healthCheck, scope);
       hc.addHostCheckCompleteCb((host, transition, passed) => {
         if (passed) this.outlierDetector?.onActiveHealthCheckPassed(host);
@@ -226,7 +243,15 @@ export class Cluster {
       return h;
     });
     const removed = [...previous.values()];
-    if (this.healthChecker) {
+    if (this.remote && this.config.healthCheck) {
+      // The main process's verdict if it has one; until then, unchecked (as a new host is).
+      for (const h of added) {
+        const bits = this.remoteBits.get(h.addressString);
+        h.healthFlags = (h.healthFlags & ~ACTIVE_HC_BITS) | (bits ?? HealthFlag.FAILED_ACTIVE_HC);
+        const report = this.remote.reportImmediateFail;
+        h.healthChecker = { setUnhealthy: () => report(this.name, h.addressString) };
+      }
+    } else if (this.healthChecker) {
       // With active health checking a host is unhealthy until its first check passes.
       const dynamic = this.config.type !== 'STATIC';
       for (const h of added) {
@@ -251,8 +276,43 @@ export class Cluster {
    * A host's health flags changed (active health check, outlier detection): rebuild the healthy
    * sets and priority load. The host arrays are replaced, so load balancers rebuild their state.
    */
+  /** Active health-check verdicts from the main process (worker processes). */
+  private readonly remoteBits = new Map<string, number>();
+  applyRemoteHealth(address: string, bits: number): void {
+    this.remoteBits.set(address, bits);
+    let changed = false;
+    for (const h of this.allHosts()) {
+      if (h.addressString !== address) continue;
+      const next = (h.healthFlags & ~ACTIVE_HC_BITS) | bits;
+      if (next !== h.healthFlags) {
+        h.healthFlags = next;
+        changed = true;
+      }
+    }
+    if (changed) this.refreshHealth();
+  }
+
+  /** The main process: told of every change of a host's active health-check bits. */
+  onActiveHealthChange: ((address: string, bits: number) => void) | undefined;
+  private readonly reportedBits = new WeakMap<Host, number>();
+
+  /** The active health-check bits of every host, as the main process hands them to a new worker. */
+  activeHealthSnapshot(): Array<[string, number]> {
+    return this.allHosts().map((h) => [h.addressString, h.healthFlags & ACTIVE_HC_BITS]);
+  }
+
   refreshHealth(): void {
     if (this.destroyed) return;
+    const notify = this.onActiveHealthChange;
+    if (notify) {
+      for (const h of this.allHosts()) {
+        const bits = h.healthFlags & ACTIVE_HC_BITS;
+        if (this.reportedBits.get(h) !== bits) {
+          this.reportedBits.set(h, bits);
+          notify(h.addressString, bits);
+        }
+      }
+    }
     this.healthyByPriority = this.hostsByPriority.map((hs) => hs.filter((h) => h.healthy));
     this.eligibleCountByPriority = this.hostsByPriority.map((hs) => hs.filter((h) => !h.excluded).length);
     this.stats.membership_healthy.set(this.healthyByPriority.reduce((a, h) => a + h.length, 0));

@@ -3,6 +3,7 @@
 // resource is "open" (gauge circuit_breakers.<priority>.<x>_open = 1) while
 // its count is at the limit; remaining_* gauges exist with track_remaining.
 
+import { allocateSlot } from '../common/shared-counters.js';
 import type { Reader } from '../config/reader.js';
 import type { Gauge, StatsScope } from '../stats/store.js';
 
@@ -91,9 +92,12 @@ export function compileCircuitBreakers(r: Reader): CircuitBreakersConfig {
   return out;
 }
 
-/** One limited resource with its open/remaining gauges. */
+/**
+ * One limited resource with its open/remaining gauges. The count is shared by every Herald
+ * process (see shared-counters.ts), so a limit holds for the whole proxy.
+ */
 export class Resource {
-  count = 0;
+  private readonly slot = allocateSlot();
 
   constructor(
     private readonly limit: () => number,
@@ -101,6 +105,10 @@ export class Resource {
     private readonly remaining: Gauge | undefined,
   ) {
     this.update();
+  }
+
+  get count(): number {
+    return Atomics.load(this.slot.array, this.slot.index);
   }
 
   get max(): number {
@@ -112,12 +120,14 @@ export class Resource {
   }
 
   inc(): void {
-    this.count++;
+    Atomics.add(this.slot.array, this.slot.index, 1);
     this.update();
   }
 
   dec(): void {
-    if (this.count > 0) this.count--;
+    const { array, index } = this.slot;
+    // Never below zero, even if another process raced us to it.
+    if (Atomics.sub(array, index, 1) <= 0) Atomics.add(array, index, 1);
     this.update();
   }
 

@@ -1,0 +1,75 @@
+// Integer counters every Herald process can update atomically: the circuit
+// breakers' resource counts are per cluster for the whole proxy, as in Envoy,
+// though each worker is its own process. With workers the counters live in a
+// shared memory file (/dev/shm, mapped through libc with koffi) and are
+// changed with Atomics; a single process uses ordinary memory.
+import { createRequire } from 'node:module';
+
+const SLOTS = 65536;
+
+let array = new Int32Array(SLOTS);
+let next = 0;
+let sharedPath: string | undefined;
+
+/** A slot for one counter; processes that build the same config in the same order get the same slots. */
+export function allocateSlot(): { array: Int32Array; index: number } {
+  if (next >= array.length) {
+    // Out of slots: carry on with private memory (only possible after very many rebuilds).
+    array = new Int32Array(SLOTS);
+    next = 0;
+  }
+  return { array, index: next++ };
+}
+
+interface Libc {
+  open(path: string, flags: number, mode: number): number;
+  ftruncate(fd: number, len: number): number;
+  mmap(addr: null, len: number, prot: number, flags: number, fd: number, off: number): unknown;
+  close(fd: number): number;
+  unlink(path: string): number;
+}
+
+let libc: Libc | undefined;
+function load(): { libc: Libc; view: (p: unknown, len: number) => ArrayBuffer } {
+  const require = createRequire(import.meta.url);
+  const koffi = require('koffi') as typeof import('koffi');
+  if (!libc) {
+    const lib = koffi.load('libc.so.6');
+    libc = {
+      open: lib.func('int open(const char *, int, int)') as Libc['open'],
+      ftruncate: lib.func('int ftruncate(int, long)') as Libc['ftruncate'],
+      mmap: lib.func('void *mmap(void *, size_t, int, int, int, long)') as Libc['mmap'],
+      close: lib.func('int close(int)') as Libc['close'],
+      unlink: lib.func('int unlink(const char *)') as Libc['unlink'],
+    };
+  }
+  return { libc, view: (p, len) => koffi.view(p as never, len) as ArrayBuffer };
+}
+
+const O_RDWR = 0o2;
+const O_CREAT = 0o100;
+const PROT_RW = 3;
+const MAP_SHARED = 1;
+
+/**
+ * Switches this process to counters shared through `path`, created (zeroed) by the main
+ * process and mapped by workers. Must run before any cluster is built.
+ */
+export function useSharedCounters(path: string, create: boolean): void {
+  const { libc: c, view } = load();
+  const fd = c.open(path, O_RDWR | (create ? O_CREAT : 0), 0o600);
+  if (fd < 0) throw new Error(`cannot open shared counters ${path}`);
+  const bytes = SLOTS * 4;
+  if (create && c.ftruncate(fd, bytes) !== 0) throw new Error(`cannot size shared counters ${path}`);
+  const p = c.mmap(null, bytes, PROT_RW, MAP_SHARED, fd, 0);
+  c.close(fd);
+  array = new Int32Array(view(p, bytes));
+  next = 0;
+  if (create) sharedPath = path;
+}
+
+/** Removes the shared file (main process, at exit); the mapping stays valid until then. */
+export function removeSharedCounters(): void {
+  if (sharedPath) load().libc.unlink(sharedPath);
+  sharedPath = undefined;
+}

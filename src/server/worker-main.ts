@@ -1,0 +1,141 @@
+// A Herald worker process: gets its config and listening sockets from the
+// main process, serves connections end to end, and reports stats, a
+// heartbeat (for the watchdog) and closed connections back.
+import type net from 'node:net';
+import { reopenAccessLogs } from '../accesslog/access-log.js';
+import { allLoggers, logger, setThreadId } from '../common/logger.js';
+import { useSharedCounters } from '../common/shared-counters.js';
+import type { Counter, Gauge } from '../stats/store.js';
+import { Server } from './server.js';
+import type { MainToWorker, StatsDelta, WorkerInit, WorkerToMain } from './worker-protocol.js';
+
+const log = logger('main');
+
+/** Gauges the main process owns (membership, health, circuit breakers, server state): not reported. */
+const MAIN_OWNED_GAUGE =
+  /^(server|listener_manager|cluster_manager|workers)\.|\.(membership_[a-z_]+|health_check\.[a-z_]+|circuit_breakers\.[a-z]+\.[a-z_]+|outlier_detection\.ejections_active)$/;
+
+function send(m: WorkerToMain): void {
+  process.send?.(m);
+}
+
+let server: Server | undefined;
+const sentCounters = new Map<Counter, number>();
+const sentGauges = new Map<Gauge, number>();
+
+function statsDelta(): StatsDelta {
+  const d: StatsDelta = { c: [], g: [] };
+  if (!server) return d;
+  const store = server.context.stats;
+  for (const c of store.allCounters()) {
+    const before = sentCounters.get(c) ?? 0;
+    if (c.value !== before) {
+      d.c.push([c.name, c.value - before]);
+      sentCounters.set(c, c.value);
+    }
+  }
+  for (const g of store.allGauges()) {
+    if (MAIN_OWNED_GAUGE.test(g.name)) continue;
+    const before = sentGauges.get(g);
+    if (g.value !== before) {
+      d.g.push([g.name, g.value]);
+      sentGauges.set(g, g.value);
+    }
+  }
+  return d;
+}
+
+/** Mirrors net.Server's pauseOnConnect for a socket handed over by the main process. */
+function pauseHandedOver(socket: net.Socket): void {
+  const h = (socket as unknown as { _handle?: { reading: boolean; readStop(): void } })._handle;
+  if (h) {
+    h.reading = false;
+    h.readStop();
+  }
+  socket.pause();
+}
+
+async function init(m: WorkerInit): Promise<void> {
+  setThreadId(`w${m.index}`);
+  for (const l of allLoggers()) {
+    const v = m.logLevels[l.name];
+    if (v !== undefined) l.level = Number(v);
+  }
+  useSharedCounters(m.sharedCounters, false);
+  server = new Server(
+    {
+      concurrency: m.concurrency,
+      serviceCluster: m.serviceCluster,
+      serviceNode: m.serviceNode,
+      worker: {
+        index: m.index,
+        listeners: m.listeners,
+        hostHealth: m.hostHealth,
+        reportImmediateFail: (c, a) => send({ t: 'hcfail', c, a }),
+      },
+    },
+    m.canonical,
+  );
+  await server.start();
+  for (const l of server.listeners) {
+    const name = l.name;
+    l.onConnectionClosed = () => send({ t: 'cx', l: name });
+  }
+  const beat = setInterval(() => send({ t: 'hb' }), m.heartbeatMs);
+  const flush = setInterval(() => {
+    const d = statsDelta();
+    if (d.c.length || d.g.length) send({ t: 'stats', d });
+  }, m.statsFlushMs);
+  process.once('disconnect', () => {
+    // The main process is gone: nothing may keep serving on its behalf.
+    clearInterval(beat);
+    clearInterval(flush);
+    process.exit(0);
+  });
+  send({ t: 'ready' });
+}
+
+process.on('message', (m: MainToWorker, handle?: net.Socket) => {
+  switch (m.t) {
+    case 'init':
+      init(m).catch((e) => {
+        send({ t: 'fatal', msg: (e as Error).stack ?? String(e) });
+        process.exit(1);
+      });
+      return;
+    case 'conn': {
+      if (!handle) return;
+      pauseHandedOver(handle);
+      const l = server?.listeners.find((x) => x.name === m.l);
+      if (l) l.adopt(handle);
+      else handle.destroy();
+      return;
+    }
+    case 'hc':
+      server?.clusterManager.get(m.c)?.applyRemoteHealth(m.a, m.b);
+      return;
+    case 'flush':
+      send({ t: 'stats', id: m.id, d: statsDelta() });
+      return;
+    case 'drain':
+      for (const l of server?.listeners ?? []) void l.close(false);
+      return;
+    case 'stop':
+      void (server?.stop(m.drainMs) ?? Promise.resolve()).then(() => process.exit(0));
+      return;
+    case 'log':
+      for (const l of allLoggers()) {
+        const v = m.levels[l.name];
+        if (v !== undefined) l.level = Number(v);
+      }
+      return;
+    case 'reopen':
+      reopenAccessLogs();
+      return;
+  }
+});
+
+process.on('uncaughtException', (e) => {
+  log.critical(`worker crashed: ${e.stack ?? e}`);
+  process.exit(1);
+});

@@ -1,0 +1,50 @@
+// Messages between Herald's main process and its workers (over the IPC channel).
+import type { JsonObject } from '../config/proto-json.js';
+
+export interface WorkerListener {
+  name: string;
+  port: number;
+  /** The fd of the shared listening socket in the worker (kernel balance); absent for exact balance. */
+  fd?: number;
+}
+
+export interface WorkerInit {
+  t: 'init';
+  index: number;
+  concurrency: number;
+  canonical: JsonObject;
+  serviceCluster?: string | undefined;
+  serviceNode?: string | undefined;
+  logLevels: Record<string, string>;
+  listeners: WorkerListener[];
+  /** Active health-check bits per cluster: [address, bits][]. */
+  hostHealth: Record<string, Array<[string, number]>>;
+  sharedCounters: string;
+  heartbeatMs: number;
+  statsFlushMs: number;
+}
+
+export type MainToWorker =
+  | WorkerInit
+  | { t: 'conn'; l: string }
+  | { t: 'hc'; c: string; a: string; b: number }
+  | { t: 'flush'; id: number }
+  | { t: 'drain' }
+  | { t: 'stop'; drainMs: number }
+  | { t: 'log'; levels: Record<string, string> }
+  | { t: 'reopen' };
+
+export interface StatsDelta {
+  /** [name, increment] for counters that moved. */
+  c: Array<[string, number]>;
+  /** [name, value] for gauges that changed. */
+  g: Array<[string, number]>;
+}
+
+export type WorkerToMain =
+  | { t: 'ready' }
+  | { t: 'hb' }
+  | { t: 'cx'; l: string }
+  | { t: 'stats'; id?: number; d: StatsDelta }
+  | { t: 'hcfail'; c: string; a: string }
+  | { t: 'fatal'; msg: string };
