@@ -59,8 +59,20 @@ function sockaddr(host: string, port: number): { family: number; buf: Buffer } {
     const [head, tail] = host.includes('::') ? host.split('::') : [host, undefined];
     const h = head ? head.split(':') : [];
     const t = tail ? tail.split(':') : [];
+    const last = t.length ? t : h;
+    const v4 = last[last.length - 1] ?? '';
+    if (v4.includes('.')) {
+      // An embedded IPv4 address (::ffff:1.2.3.4) is the last two groups.
+      const b = v4.split('.').map(Number);
+      last.splice(
+        last.length - 1,
+        1,
+        ((b[0]! << 8) | b[1]!).toString(16),
+        ((b[2]! << 8) | b[3]!).toString(16),
+      );
+    }
     const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-    groups.forEach((g, i) => buf.writeUInt16BE(Number.parseInt(g || '0', 16), 8 + i * 2));
+    for (let i = 0; i < 8; i++) buf.writeUInt16BE(Number.parseInt(groups[i] || '0', 16), 8 + i * 2);
     return { family: AF_INET6, buf };
   }
   const buf = Buffer.alloc(16);
