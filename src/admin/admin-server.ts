@@ -140,12 +140,14 @@ export class AdminServer {
       log.error(`admin handler ${ep.path} failed: ${(e as Error).message}`);
       if (!res.headersSent) send(res, 500, `${(e as Error).message}\n`);
     };
-    try {
-      const r = ep.handler(url.searchParams, res);
-      if (r) r.catch(failed);
-    } catch (e) {
-      failed(e);
-    }
+    const run = async () => {
+      // With workers, stats and host state are theirs: gather them first so a read is fresh.
+      const workers = this.server.workers;
+      if (workers && (ep.path.startsWith('/stats') || ep.path === '/clusters')) await workers.flushStats();
+      await ep.handler(url.searchParams, res);
+      if (ep.mutates) this.server.afterAdminMutation(ep.path);
+    };
+    run().catch(failed);
   }
 
   private helpText(): string {

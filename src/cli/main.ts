@@ -99,16 +99,20 @@ export async function main(argv: string[]): Promise<void> {
     if (!lines) throw e;
     fail(`error initializing configuration '${source}':\n${lines.map((l) => `  ${l}`).join('\n')}`);
   }
-  const exit = async (code: number) => {
-    await server.stop();
+  const exit = async (code: number, drainMs = 0) => {
+    await server.stop(drainMs);
     await closeDemo?.();
     process.exit(code);
   };
   server.onQuit = () => void exit(0);
   process.once('SIGINT', () => void exit(0));
   // Log rotation, as Envoy: SIGUSR1 reopens access-log files.
-  process.on('SIGUSR1', () => reopenAccessLogs());
-  process.once('SIGTERM', () => void exit(0));
+  process.on('SIGUSR1', () => {
+    reopenAccessLogs();
+    server.afterAdminMutation('/reopen_logs');
+  });
+  // SIGTERM drains: listeners stop accepting, connections wind down for up to --drain-time-s.
+  process.once('SIGTERM', () => void exit(0, opts.drainTimeS * 1000));
   try {
     await server.start();
   } catch (e) {

@@ -253,7 +253,7 @@ export class ConnectionManager implements NetworkFilter {
   private toHttp1(socket: Socket, conn: DownstreamConnection): void {
     this.stats.downstream_cx_http1_total.inc();
     const cfg = this.config;
-    new Http1ServerConnection(
+    const http1 = new Http1ServerConnection(
       socket,
       {
         maxHeaderBytes: cfg.maxRequestHeadersKb * 1024,
@@ -282,6 +282,7 @@ export class ConnectionManager implements NetworkFilter {
         onLimit: (which) => this.onLimit(which),
       },
     );
+    conn.onDrain?.(() => http1.drain());
     socket.resume();
   }
 
@@ -308,7 +309,13 @@ export class ConnectionManager implements NetworkFilter {
       });
       // 'session' is emitted synchronously inside emit('connection'): tie it to its connection.
       this.h2.on('session', (session) => {
-        if (this.pendingConn) sessionConn.set(session, this.pendingConn);
+        if (this.pendingConn) {
+          sessionConn.set(session, this.pendingConn);
+          // Draining: GOAWAY, open streams finish.
+          this.pendingConn.onDrain?.(() => {
+            if (!session.closed) session.close();
+          });
+        }
         const win = this.config.http2?.initialConnectionWindowSize;
         if (win !== undefined) session.once('localSettings', () => session.setLocalWindowSize(win));
         const cfg = this.config;

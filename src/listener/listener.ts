@@ -25,6 +25,9 @@ export function listenerStatName(host: string, port: number): string {
 export class ActiveListener {
   private readonly server: net.Server;
   private readonly connections = new Set<net.Socket>();
+  /** How each connection's protocol winds down when the listener drains. */
+  private readonly drains = new Map<net.Socket, () => void>();
+  private draining = false;
   private cxTotal!: Counter;
   private cxActive!: Gauge;
   private workerCxTotal!: Counter;
@@ -200,6 +203,7 @@ export class ActiveListener {
       this.cxActive.dec();
       this.workerCxActive.dec();
       this.connections.delete(socket);
+      this.drains.delete(socket);
     });
     if (chain.transport) {
       const t = chain.transport;
@@ -219,6 +223,7 @@ export class ActiveListener {
       secure.once('secure', () => {
         const sni = (secure as unknown as { servername?: string | false }).servername;
         this.runFilters(
+          socket,
           chain,
           secure,
           facts,
@@ -230,10 +235,19 @@ export class ActiveListener {
       return;
     }
     if (seen?.length) socket.unshift(seen);
-    this.runFilters(chain, socket, facts, false, facts.serverName, facts.applicationProtocols[0] ?? '');
+    this.runFilters(
+      socket,
+      chain,
+      socket,
+      facts,
+      false,
+      facts.serverName,
+      facts.applicationProtocols[0] ?? '',
+    );
   }
 
   private runFilters(
+    raw: net.Socket,
     chain: FilterChainConfig,
     socket: net.Socket,
     f: ConnectionFacts,
@@ -252,6 +266,10 @@ export class ActiveListener {
       serverName,
       alpn,
       bufferLimit: this.config.bufferLimitBytes,
+      onDrain: (drain) => {
+        if (this.draining) drain();
+        else this.drains.set(raw, drain);
+      },
     };
     for (const factory of chain.filterFactories) {
       if (factory.createFilter().onNewConnection(conn) === NetworkFilterStatus.StopIteration) return;
@@ -265,6 +283,18 @@ export class ActiveListener {
       `listener.${this.config.statPrefix || listenerStatName(this.boundHost, this.boundPort)}.downstream_cx_overflow`,
     );
     this.server.on('drop', () => overflow.inc());
+  }
+
+  /**
+   * Stops accepting and asks open connections to wind down (HTTP/1: `connection: close` on the
+   * response in flight and idle ones closed; HTTP/2: GOAWAY). Resolves when they are all gone.
+   */
+  drain(): Promise<void> {
+    this.draining = true;
+    const closed = this.close(false);
+    for (const d of this.drains.values()) d();
+    this.drains.clear();
+    return closed;
   }
 
   /** Stops accepting; with `force`, closes open connections too. */

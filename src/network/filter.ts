@@ -22,6 +22,11 @@ export interface DownstreamConnection {
   readonly alpn: string;
   /** The listener's per_connection_buffer_limit_bytes. */
   readonly bufferLimit: number;
+  /**
+   * How the protocol on this connection winds down when the listener drains (HTTP/1: close after
+   * the response in flight, HTTP/2: GOAWAY). Without one, the connection runs until it ends.
+   */
+  onDrain?: (drain: () => void) => void;
 }
 
 export interface NetworkFilter {

@@ -1,7 +1,7 @@
 // Herald's server: clusters, listeners and admin, built from one bootstrap.
 
 import { AdminServer } from '../admin/admin-server.js';
-import { logger } from '../common/logger.js';
+import { allLoggers, logger } from '../common/logger.js';
 import { useSharedCounters } from '../common/shared-counters.js';
 import { initHashing } from '../common/xxhash.js';
 import type { JsonObject } from '../config/proto-json.js';
@@ -176,6 +176,18 @@ export class Server {
     await workers.start();
   }
 
+  /** Carries an admin change that workers must see too (log levels, log reopening, draining). */
+  afterAdminMutation(path: string): void {
+    const workers = this.workers;
+    if (!workers) return;
+    if (path === '/logging') {
+      const levels: Record<string, string> = {};
+      for (const l of allLoggers()) levels[l.name] = String(l.level);
+      workers.broadcast({ t: 'log', levels });
+    } else if (path === '/reopen_logs') workers.broadcast({ t: 'reopen' });
+    else if (path === '/drain_listeners') workers.drainListeners();
+  }
+
   listenerPort(name: string): number {
     const l = this.listeners.find((x) => x.name === name);
     if (!l) throw new Error(`no listener '${name}'`);
@@ -196,7 +208,7 @@ export class Server {
         await this.admin?.close();
         return;
       }
-      const closing = this.listeners.map((l) => l.close(false));
+      const closing = this.listeners.map((l) => l.drain());
       if (drainMs > 0) await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, drainMs))]);
       await Promise.all(this.listeners.map((l) => l.close(true)));
       this.clusterManager?.destroy();

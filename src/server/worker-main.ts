@@ -45,13 +45,22 @@ function statsDelta(): StatsDelta {
   return d;
 }
 
-/** Mirrors net.Server's pauseOnConnect for a socket handed over by the main process. */
+/**
+ * Mirrors net.Server's pauseOnConnect for a socket handed over by the main process: Node starts
+ * reading such a socket at once, which would consume the bytes the listener filters and codec
+ * detection peek at. Reading is stopped before any data can arrive (same tick), and the stream is
+ * told it is not reading, so a later resume() starts it again.
+ */
 function pauseHandedOver(socket: net.Socket): void {
-  const h = (socket as unknown as { _handle?: { reading: boolean; readStop(): void } })._handle;
-  if (h) {
-    h.reading = false;
-    h.readStop();
+  const s = socket as unknown as {
+    _handle?: { reading: boolean; readStop(): void };
+    _readableState?: { reading: boolean };
+  };
+  if (s._handle) {
+    s._handle.reading = false;
+    s._handle.readStop();
   }
+  if (s._readableState) s._readableState.reading = false;
   socket.pause();
 }
 
@@ -134,6 +143,10 @@ process.on('message', (m: MainToWorker, handle?: net.Socket) => {
       return;
   }
 });
+
+// Signals from a terminal reach the whole process group: the main process decides when workers stop.
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => {});
 
 process.on('uncaughtException', (e) => {
   log.critical(`worker crashed: ${e.stack ?? e}`);
