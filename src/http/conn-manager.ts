@@ -22,7 +22,7 @@ import {
 } from '../network/filter.js';
 import { canPeek, type PeekDecision, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
-import type { Counter, Gauge, StatsScope } from '../stats/store.js';
+import type { Counter, Gauge, Histogram, StatsScope } from '../stats/store.js';
 import { ActiveStream, stripHopByHop } from './active-stream.js';
 import type { ServerStream } from './codec.js';
 import type { ConnectionManagerConfig } from './conn-manager-config.js';
@@ -66,6 +66,8 @@ export class HttpConnectionManagerStats {
   readonly downstream_rq_idle_timeout: Counter;
   readonly downstream_rq_timeout: Counter;
   readonly downstream_cx_upgrades_total: Counter;
+  readonly downstream_rq_time: Histogram;
+  readonly downstream_cx_length_ms: Histogram;
 
   constructor(readonly scope: StatsScope) {
     const c = (n: string) => scope.counter(n);
@@ -94,6 +96,8 @@ export class HttpConnectionManagerStats {
     this.downstream_rq_idle_timeout = c('downstream_rq_idle_timeout');
     this.downstream_rq_timeout = c('downstream_rq_timeout');
     this.downstream_cx_upgrades_total = c('downstream_cx_upgrades_total');
+    this.downstream_rq_time = scope.histogram('downstream_rq_time');
+    this.downstream_cx_length_ms = scope.histogram('downstream_cx_length_ms');
   }
 
   responseClass(code: number): void {
@@ -182,7 +186,11 @@ export class ConnectionManager implements NetworkFilter {
     connOf.set(socket, conn);
     this.stats.downstream_cx_total.inc();
     this.stats.downstream_cx_active.inc();
-    socket.once('close', () => this.stats.downstream_cx_active.dec());
+    const openedAt = Date.now();
+    socket.once('close', () => {
+      this.stats.downstream_cx_active.dec();
+      this.stats.downstream_cx_length_ms.recordValue(Date.now() - openedAt);
+    });
     const codec = this.config.codecType;
     if (codec === 'HTTP1') this.toHttp1(socket, conn);
     else if (codec === 'HTTP2') this.toHttp2(conn.tls ? replaying(socket, Buffer.alloc(0)) : socket);
@@ -368,6 +376,7 @@ export class ConnectionManager implements NetworkFilter {
     const stream = new ActiveStream(this.config, s, info, stats, (a) => {
       stats.downstream_rq_active.dec();
       stats.downstream_rq_completed.inc();
+      stats.downstream_rq_time.recordValue(a.streamInfo.elapsedMs());
       const code = a.streamInfo.responseCode;
       if (code) stats.responseClass(code);
     });

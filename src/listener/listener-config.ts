@@ -26,13 +26,14 @@ export interface ListenerConfig {
   /** listener_filters_timeout (default 15 s; 0 = none). */
   listenerFiltersTimeoutMs: number;
   continueOnListenerFiltersTimeout: boolean;
+  /** INBOUND / OUTBOUND / UNSPECIFIED: which listeners /drain_listeners?inboundonly drains. */
+  trafficDirection: string;
 }
 
 export function compileListener(r: Reader, ctx: FactoryContext, index: number): ListenerConfig {
   const address = compileAddress(r.msg('address')!);
   const name = r.str('name', '') || `listener_${index}`;
-  // Metadata only: which way traffic flows, for stats and access logs in Envoy.
-  r.ignore('traffic_direction');
+  const trafficDirection = r.enum('traffic_direction', 'UNSPECIFIED');
   // Herald's workers never bind one port twice, so SO_REUSEPORT has nothing to do (see docs/compatibility.md).
   r.ignore('enable_reuse_port');
   const listenerFilters = r
@@ -64,6 +65,7 @@ export function compileListener(r: Reader, ctx: FactoryContext, index: number): 
     bufferLimitBytes: r.num('per_connection_buffer_limit_bytes', 1024 * 1024),
     listenerFiltersTimeoutMs: r.durationMs('listener_filters_timeout', 15000),
     continueOnListenerFiltersTimeout: r.bool('continue_on_listener_filters_timeout'),
+    trafficDirection,
   };
 }
 

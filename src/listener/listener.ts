@@ -9,7 +9,7 @@ import { timerMs } from '../common/timers.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
 import { canPeek, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
-import type { Counter, Gauge, StatsStore } from '../stats/store.js';
+import type { Counter, Gauge, Histogram, StatsStore } from '../stats/store.js';
 import { type ConnectionFacts, selectFilterChain } from './filter-chain-match.js';
 import type { FilterChainConfig, ListenerConfig } from './listener-config.js';
 import { InspectResult } from './listener-filter.js';
@@ -29,6 +29,7 @@ export class ActiveListener {
   private cxActive!: Gauge;
   private noChain!: Counter;
   private listenerFilterTimeouts!: Counter;
+  private cxLength!: Histogram;
   boundPort = 0;
 
   constructor(
@@ -68,6 +69,7 @@ export class ActiveListener {
     this.cxActive = scope.gauge('downstream_cx_active');
     this.noChain = scope.counter('no_filter_chain_match');
     this.listenerFilterTimeouts = scope.counter('downstream_pre_cx_timeout');
+    this.cxLength = scope.histogram('downstream_cx_length_ms');
     log.info(`listener '${this.name}' bound to ${host}:${this.boundPort}`);
   }
 
@@ -168,8 +170,10 @@ export class ActiveListener {
     this.cxTotal.inc();
     this.cxActive.inc();
     this.connections.add(socket);
+    const openedAt = Date.now();
     socket.once('close', () => {
       this.cxActive.dec();
+      this.cxLength.recordValue(Date.now() - openedAt);
       this.connections.delete(socket);
     });
     if (chain.transport) {
@@ -238,9 +242,21 @@ export class ActiveListener {
     this.server.on('drop', () => overflow.inc());
   }
 
+  /** Stopped by /drain_listeners: no longer accepting, open connections left to finish. */
+  stopped = false;
+
+  /** Stops accepting; connections already open carry on. */
+  stopListening(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.server.close();
+  }
+
   /** Stops accepting; with `force`, closes open connections too. */
   async close(force = false): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) =>
+      this.server.listening ? this.server.close(() => resolve()) : resolve(),
+    );
     if (force) for (const s of this.connections) s.destroy();
     await closed;
   }

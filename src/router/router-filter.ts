@@ -274,19 +274,19 @@ class RouterFilter implements HttpFilter {
             weighted.responseMutations.apply(resHeaders, cb.formatContext(resHeaders));
           if (this.setCookie) appendHeader(resHeaders, 'set-cookie', this.setCookie);
           cb.streamInfo.responseCodeDetails = 'via_upstream';
-          if (end) this.finish();
+          if (end) this.finish(start);
           cb.encodeHeaders(status, resHeaders, end);
         },
         onData: (chunk, end) => {
           if (this.done && !end) return;
-          if (end) this.finish();
+          if (end) this.finish(start);
           if (!cb.encodeData(chunk, end) && !end) {
             upstream.pauseResponse();
             cb.onDownstreamDrain(() => upstream.resumeResponse());
           }
         },
         onTrailers: (trailers) => {
-          this.finish();
+          this.finish(start);
           cb.encodeTrailers(trailers);
         },
         onReset: (reason, detail) => this.onUpstreamFailure(reason, detail),
@@ -418,10 +418,13 @@ class RouterFilter implements HttpFilter {
     this.timer = undefined;
   }
 
-  private finish(): void {
+  /** `upstreamStart`: the upstream response completed (Envoy records upstream_rq_time then). */
+  private finish(upstreamStart?: bigint): void {
     if (this.done) return;
     this.done = true;
     this.clearTimer();
+    if (upstreamStart !== undefined)
+      this.cluster?.stats.upstream_rq_time.recordValue(Number(process.hrtime.bigint() - upstreamStart) / 1e6);
     if (this.host) this.host.activeRequests--;
     if (this.cluster) {
       this.cluster.stats.upstream_rq_active.dec();

@@ -2,6 +2,7 @@
 
 import { AdminServer } from '../admin/admin-server.js';
 import { logger } from '../common/logger.js';
+import { timerMs } from '../common/timers.js';
 import { initHashing } from '../common/xxhash.js';
 import type { JsonObject } from '../config/proto-json.js';
 import { loadBootstrapIsolated } from '../config/proto-worker.js';
@@ -14,6 +15,14 @@ import { ServerContext } from './server-context.js';
 import { VERSION } from './version.js';
 
 const log = logger('main');
+
+/** Envoy's server.state values (envoy.admin.v3.ServerInfo.State). */
+const SERVER_STATE_VALUES: Record<ServerState, number> = {
+  LIVE: 0,
+  DRAINING: 1,
+  PRE_INITIALIZING: 2,
+  INITIALIZING: 3,
+};
 
 export type ServerState = 'INITIALIZING' | 'LIVE' | 'DRAINING' | 'PRE_INITIALIZING';
 
@@ -42,6 +51,8 @@ export class Server {
   readonly startTime = Date.now();
   private healthCheckFailed = false;
   private stopping: Promise<void> | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
   /** What /quitquitquit does after stopping; the CLI sets it to exit the process. */
   onQuit: () => void = () => {};
 
@@ -97,13 +108,69 @@ export class Server {
       if (typeof limit === 'number') l.setConnectionLimit(limit);
       this.listeners.push(l);
     }
-    stats.gauge('listener_manager.total_listeners_active').set(this.listeners.length);
+    stats.counter('listener_manager.listener_added').inc(this.listeners.length);
+    stats.counter('cluster_manager.cluster_added').inc(this.config.clusters.length);
     this.state = 'LIVE';
-    stats.gauge('server.live').set(1);
-    stats.gauge('server.state').set(0);
+    this.startServerStats();
     log.info(
       `Herald ${VERSION} is live: ${this.listeners.length} listener(s), ${this.config.clusters.length} cluster(s)`,
     );
+  }
+
+  /**
+   * Envoy's server stats, refreshed on each stats flush (stats_flush_interval, default 5 s, or
+   * every admin read with stats_flush_on_admin); the timer does not keep the process alive.
+   */
+  private startServerStats(): void {
+    const stats = this.context.stats;
+    const uptime = stats.gauge('server.uptime');
+    const live = stats.gauge('server.live');
+    const state = stats.gauge('server.state');
+    const allocated = stats.gauge('server.memory_allocated');
+    const heapSize = stats.gauge('server.memory_heap_size');
+    const physical = stats.gauge('server.memory_physical_size');
+    const listenersActive = stats.gauge('listener_manager.total_listeners_active');
+    const clustersActive = stats.gauge('cluster_manager.active_clusters');
+    // Envoy's server.version is a number from the source revision; Herald's is its semver as
+    // major * 10000 + minor * 100 + patch (0.1.0 -> 100).
+    const [maj = 0, min = 0, pat = 0] = VERSION.split('.').map((x) => Number.parseInt(x, 10) || 0);
+    stats.gauge('server.version').set(maj * 10000 + min * 100 + pat);
+    const refresh = () => {
+      uptime.set(Math.floor((Date.now() - this.startTime) / 1000));
+      live.set(this.state === 'LIVE' ? 1 : 0);
+      state.set(SERVER_STATE_VALUES[this.state]);
+      const m = process.memoryUsage();
+      allocated.set(m.heapUsed + m.external);
+      heapSize.set(m.heapTotal);
+      physical.set(m.rss);
+      listenersActive.set(this.listeners.filter((l) => !l.stopped).length);
+      clustersActive.set(this.clusterManager.all().length);
+    };
+    stats.onFlush(refresh);
+    refresh();
+    const cfg = this.config.stats;
+    if (!cfg.flushOnAdmin)
+      this.flushTimer = setInterval(() => stats.flush(), timerMs(cfg.flushIntervalMs)).unref();
+  }
+
+  /**
+   * POST /drain_listeners: stop accepting on every listener (or only INBOUND ones); connections
+   * already open carry on. `graceful` waits the drain time (--drain-time-s) first.
+   */
+  drainListeners(o: { inboundOnly: boolean; graceful: boolean }): void {
+    const which = this.listeners.filter((l) => !o.inboundOnly || l.config.trafficDirection === 'INBOUND');
+    const stop = () => {
+      for (const l of which) l.stopListening();
+      this.context.stats
+        .gauge('listener_manager.total_listeners_active')
+        .set(this.listeners.filter((l) => !l.stopped).length);
+    };
+    if (!o.graceful) {
+      stop();
+      return;
+    }
+    clearTimeout(this.drainTimer);
+    this.drainTimer = setTimeout(stop, timerMs((this.options.drainTimeS ?? 600) * 1000)).unref();
   }
 
   listenerPort(name: string): number {
@@ -120,6 +187,8 @@ export class Server {
   stop(drainMs = 0): Promise<void> {
     this.stopping ??= (async () => {
       this.state = 'DRAINING';
+      clearInterval(this.flushTimer);
+      clearTimeout(this.drainTimer);
       const closing = this.listeners.map((l) => l.close(false));
       if (drainMs > 0) await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, drainMs))]);
       await Promise.all(this.listeners.map((l) => l.close(true)));

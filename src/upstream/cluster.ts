@@ -44,6 +44,9 @@ export class ClusterStats {
   readonly update_failure;
   readonly lb_healthy_panic;
   readonly upstream_cx_none_healthy;
+  readonly upstream_rq_time;
+  readonly upstream_cx_connect_ms;
+  readonly upstream_cx_length_ms;
 
   constructor(readonly scope: StatsScope) {
     const c = (n: string) => scope.counter(n);
@@ -70,6 +73,9 @@ export class ClusterStats {
     this.update_failure = c('update_failure');
     this.lb_healthy_panic = c('lb_healthy_panic');
     this.upstream_cx_none_healthy = c('upstream_cx_none_healthy');
+    this.upstream_rq_time = scope.histogram('upstream_rq_time');
+    this.upstream_cx_connect_ms = scope.histogram('upstream_cx_connect_ms');
+    this.upstream_cx_length_ms = scope.histogram('upstream_cx_length_ms');
   }
 
   /** upstream_rq_<code> counters are made on first use of each code, then cached. */

@@ -103,6 +103,7 @@ export class Http1ClientConnection {
   closed = false;
   requests = 0;
   private connectTimer: NodeJS.Timeout | undefined;
+  private readonly openedAt = Date.now();
 
   constructor(
     readonly pool: Http1ConnPool,
@@ -126,6 +127,7 @@ export class Http1ClientConnection {
       socket.once(readyEvent, () => {
         clearTimeout(this.connectTimer);
         this.connected = true;
+        pool.stats.upstream_cx_connect_ms.recordValue(Date.now() - this.openedAt);
       });
     }
     const s = this.socket;
@@ -317,6 +319,7 @@ export class Http1ClientConnection {
   private onSocketClose(): void {
     clearTimeout(this.connectTimer);
     const wasConnected = this.connected;
+    if (wasConnected) this.pool.stats.upstream_cx_length_ms.recordValue(Date.now() - this.openedAt);
     this.closed = true;
     this.pool.onClose(this, wasConnected);
     if (this.stream?.tunnel) {

@@ -115,6 +115,7 @@ export class Http2ConnPool {
     stats.upstream_cx_active.inc();
     stats.upstream_cx_http2_total.inc();
     let connected = false;
+    const openedAt = Date.now();
     const timer = setTimeout(() => {
       stats.upstream_cx_connect_timeout.inc();
       session.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
@@ -122,6 +123,7 @@ export class Http2ConnPool {
     const entry: SessionEntry = { session, active: 0, total: 0, usable: true };
     session.once('connect', () => {
       connected = true;
+      stats.upstream_cx_connect_ms.recordValue(Date.now() - openedAt);
       connectedSessions.add(session);
       clearTimeout(timer);
       if (this.h2.initialConnectionWindowSize !== undefined)
@@ -135,6 +137,7 @@ export class Http2ConnPool {
       clearTimeout(timer);
       stats.upstream_cx_active.dec();
       if (!connected) stats.upstream_cx_connect_fail.inc();
+      else stats.upstream_cx_length_ms.recordValue(Date.now() - openedAt);
       forget();
     });
     session.once('goaway', forget);
