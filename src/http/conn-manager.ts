@@ -12,6 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import type { Duplex } from 'node:stream';
 import { http2Module } from '../common/lazy-modules.js';
+import { Level, logger } from '../common/logger.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import {
@@ -23,13 +24,16 @@ import {
 import { canPeek, type PeekDecision, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
 import type { Counter, Gauge, Histogram, StatsScope } from '../stats/store.js';
-import { ActiveStream, stripHopByHop } from './active-stream.js';
+import { ActiveStream, formatHeaders, stripHopByHop } from './active-stream.js';
 import type { ServerStream } from './codec.js';
 import type { ConnectionManagerConfig } from './conn-manager-config.js';
 import type { DownstreamInfo } from './filter.js';
 import { Http1ServerConnection } from './http1/server-connection.js';
 import { Http2ServerStreamAdapter } from './http2/server-stream.js';
 import { transformPath } from './path-utility.js';
+
+const log = logger('http');
+let nextStreamId = 0;
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
@@ -373,6 +377,11 @@ export class ConnectionManager implements NetworkFilter {
       stripPort(h, this.config.stripHostPort === 'any' ? -1 : info.localPort);
     const pathResult = transformPath((h[':path'] as string | undefined) ?? '/', this.config.path);
     if (pathResult.kind === 'ok') h[':path'] = pathResult.path;
+    const streamId = nextStreamId++;
+    if (log.on(Level.debug))
+      log.debug(
+        `[C${conn.id}][S${streamId}] request headers complete (end_stream=${s.body.ended}):\n${formatHeaders(h)}`,
+      );
     const stream = new ActiveStream(this.config, s, info, stats, (a) => {
       stats.downstream_rq_active.dec();
       stats.downstream_rq_completed.inc();
@@ -380,6 +389,8 @@ export class ConnectionManager implements NetworkFilter {
       const code = a.streamInfo.responseCode;
       if (code) stats.responseClass(code);
     });
+    stream.connectionId = conn.id;
+    stream.streamId = streamId;
     if (pathResult.kind === 'reject') {
       stream.sendLocalReply(400, 'Bad Request', { details: pathResult.details });
       return;

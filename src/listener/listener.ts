@@ -4,8 +4,9 @@
 
 import net from 'node:net';
 import { tlsModule } from '../common/lazy-modules.js';
-import { logger } from '../common/logger.js';
+import { Level, logger } from '../common/logger.js';
 import { timerMs } from '../common/timers.js';
+import { formatAddress } from '../network/address.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
 import { canPeek, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
@@ -15,6 +16,7 @@ import type { FilterChainConfig, ListenerConfig } from './listener-config.js';
 import { InspectResult } from './listener-filter.js';
 
 const log = logger('conn_handler');
+const connLog = logger('connection');
 let nextConnectionId = 0;
 
 export function listenerStatName(host: string, port: number): string {
@@ -228,9 +230,19 @@ export class ActiveListener {
       alpn,
       bufferLimit: this.config.bufferLimitBytes,
     };
+    if (connLog.on(Level.debug)) this.traceConnection(conn);
     for (const factory of chain.filterFactories) {
       if (factory.createFilter().onNewConnection(conn) === NetworkFilterStatus.StopIteration) return;
     }
+  }
+
+  /** Envoy's `[C<id>]` connection lifecycle lines (component `connection`). */
+  private traceConnection(conn: DownstreamConnection): void {
+    const p = `[C${conn.id}]`;
+    connLog.debug(`${p} new connection from ${formatAddress(conn.remoteAddress, conn.remotePort)}`);
+    const s = conn.socket;
+    s.once('end', () => connLog.debug(`${p} remote close`));
+    s.once('close', (hadError: boolean) => connLog.debug(`${p} closing socket: ${hadError ? 1 : 0}`));
   }
 
   /** Envoy's runtime key envoy.resource_limits.listener.<name>.connection_limit. */

@@ -47,6 +47,29 @@ describe('admin endpoints', () => {
   });
   const admin = (path: string, method = 'GET') => request(h.adminPort, { path, method });
 
+  it("server, listener_manager and cluster_manager stats with Envoy's names", async () => {
+    const want: Record<string, number> = {
+      'server.live': 1,
+      'server.state': 0,
+      'server.concurrency': 1,
+      'listener_manager.listener_added': 1,
+      'listener_manager.total_listeners_active': 1,
+      'cluster_manager.cluster_added': 1,
+      'cluster_manager.active_clusters': 1,
+    };
+    for (const [name, v] of Object.entries(want)) assert.equal(await stat(h.adminPort, name), v, name);
+    const [maj, min, pat] = JSON.parse(
+      (await import('node:fs')).readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
+    ).version.split('.');
+    assert.equal(
+      await stat(h.adminPort, 'server.version'),
+      Number(maj) * 10000 + Number(min) * 100 + Number(pat),
+    );
+    assert.ok(((await stat(h.adminPort, 'server.memory_allocated')) ?? 0) > 0);
+    assert.ok(((await stat(h.adminPort, 'server.memory_heap_size')) ?? 0) > 0);
+    assert.ok(((await stat(h.adminPort, 'server.uptime')) ?? -1) >= 0);
+  });
+
   it("/memory: Envoy's Memory fields as decimal strings", async () => {
     const r = await admin('/memory');
     assert.equal(r.status, 200);
