@@ -1,4 +1,5 @@
 // config.listener.v3.Listener -> ListenerConfig.
+import { type AccessLogger, compileAccessLog } from '../accesslog/access-log.js';
 import type { Reader } from '../config/reader.js';
 import type { FactoryContext } from '../extensions/registry.js';
 import { compileAddress, type SocketAddress } from '../network/address.js';
@@ -28,6 +29,8 @@ export interface ListenerConfig {
   continueOnListenerFiltersTimeout: boolean;
   /** INBOUND / OUTBOUND / UNSPECIFIED: which listeners /drain_listeners?inboundonly drains. */
   trafficDirection: string;
+  /** One entry per connection when it closes, including those no filter chain took (flag NR). */
+  accessLoggers: AccessLogger[];
 }
 
 export function compileListener(r: Reader, ctx: FactoryContext, index: number): ListenerConfig {
@@ -66,6 +69,9 @@ export function compileListener(r: Reader, ctx: FactoryContext, index: number): 
     listenerFiltersTimeoutMs: r.durationMs('listener_filters_timeout', 15000),
     continueOnListenerFiltersTimeout: r.bool('continue_on_listener_filters_timeout'),
     trafficDirection,
+    accessLoggers: r
+      .list('access_log')
+      .map((a) => compileAccessLog(a, (x) => ctx.compileExtension<AccessLogger>('access_logger', x))),
   };
 }
 

@@ -5,7 +5,9 @@
 import net from 'node:net';
 import { tlsModule } from '../common/lazy-modules.js';
 import { Level, logger } from '../common/logger.js';
+import type { FormatContext } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
+import { ResponseFlag, StreamInfo } from '../http/stream-info.js';
 import { formatAddress } from '../network/address.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
 import { canPeek, peekUntil } from '../network/peek.js';
@@ -18,6 +20,8 @@ import { InspectResult } from './listener-filter.js';
 const log = logger('conn_handler');
 const connLog = logger('connection');
 let nextConnectionId = 0;
+/** Connections closed because no filter chain matched (flag NR in the listener access log). */
+const noChainSockets = new WeakSet<net.Socket>();
 
 export function listenerStatName(host: string, port: number): string {
   // Envoy names listener stats by address, with ':' replaced.
@@ -86,6 +90,7 @@ export class ActiveListener {
       transportProtocol: 'raw_buffer',
       applicationProtocols: [],
     };
+    if (this.config.accessLoggers.length) this.logOnClose(socket, facts);
     if (this.config.listenerFilters.length === 0) this.onInspected(socket, facts, undefined);
     else if (canPeek(socket)) this.peekListenerFilters(socket, facts);
     else this.runListenerFilters(socket, facts);
@@ -164,6 +169,7 @@ export class ActiveListener {
     const chain = selectFilterChain(this.config.filterChains, facts) ?? this.config.defaultFilterChain;
     if (!chain) {
       this.noChain.inc();
+      noChainSockets.add(socket);
       log.debug(`listener '${this.name}': no filter chain matched a connection from ${facts.remoteAddress}`);
       socket.destroy();
       return;
@@ -234,6 +240,28 @@ export class ActiveListener {
     for (const factory of chain.filterFactories) {
       if (factory.createFilter().onNewConnection(conn) === NetworkFilterStatus.StopIteration) return;
     }
+  }
+
+  /** The listener's access log: one entry per connection, written when it closes. */
+  private logOnClose(socket: net.Socket, facts: ConnectionFacts): void {
+    const info = new StreamInfo();
+    socket.once('close', () => {
+      info.lastResponseByteMs = info.elapsedMs();
+      info.bytesReceived = socket.bytesRead;
+      info.bytesSent = socket.bytesWritten;
+      if (noChainSockets.has(socket)) info.setFlag(ResponseFlag.NR);
+      const c: FormatContext = {
+        info,
+        protocol: '-',
+        remoteAddress: facts.remoteAddress,
+        remotePort: facts.remotePort,
+        directRemoteAddress: facts.remoteAddress,
+        directRemotePort: facts.remotePort,
+        localAddress: facts.localAddress,
+        localPort: facts.localPort,
+      };
+      for (const l of this.config.accessLoggers) l.log(c);
+    });
   }
 
   /** Envoy's `[C<id>]` connection lifecycle lines (component `connection`). */
