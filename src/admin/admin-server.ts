@@ -17,6 +17,9 @@ import { envoyProtos } from '../config/envoy-protos.js';
 import { type Json, redactSensitive } from '../config/proto-json.js';
 import type { AdminConfig } from '../server/bootstrap-config.js';
 import type { Server } from '../server/server.js';
+import { type BucketsMode, histogramsJson, histogramText, prometheusText } from '../stats/render.js';
+import type { Cluster } from '../upstream/cluster.js';
+import { HealthFlag } from '../upstream/host.js';
 
 const log = logger('admin');
 
@@ -51,6 +54,18 @@ export class AdminServer {
     this.add('/listeners', 'print listener info', false, (q, res) => this.listeners(q, res));
     this.add('/clusters', 'upstream cluster status', false, (q, res) => this.clusters(q, res));
     this.add('/stats', 'print server stats', false, (q, res) => this.stats(q, res));
+    this.add('/stats/prometheus', 'print server stats in prometheus format', false, (q, res) =>
+      this.prometheus(q, res),
+    );
+    this.add('/memory', 'print current allocation/heap usage', false, (_q, res) => sendJson(res, memory()));
+    this.add('/reset_counters', 'reset all counters to zero', true, (_q, res) => {
+      this.server.context.stats.resetCounters();
+      send(res, 200, 'OK\n');
+    });
+    this.add('/drain_listeners', 'drain listeners', true, (q, res) => {
+      this.server.drainListeners({ inboundOnly: q.has('inboundonly'), graceful: q.has('graceful') });
+      send(res, 200, 'OK\n');
+    });
     this.add('/config_dump', 'dump current Envoy configs', false, (q, res) => this.configDump(q, res));
     this.add('/runtime', 'print runtime values', false, (_q, res) =>
       sendJson(res, {
@@ -144,8 +159,15 @@ export class AdminServer {
       // With workers, stats and host state are theirs: gather them first so a read is fresh.
       const workers = this.server.workers;
       if (workers && (ep.path.startsWith('/stats') || ep.path === '/clusters')) await workers.flushStats();
+      if (workers && ep.mutates) {
+        // The answer waits until every worker has applied the change too (e.g. new log levels).
+        const end = res.end.bind(res) as (...a: unknown[]) => http.ServerResponse;
+        res.end = ((...args: unknown[]) => {
+          void this.server.afterAdminMutation(ep.path).then(() => end(...args));
+          return res;
+        }) as typeof res.end;
+      }
       await ep.handler(url.searchParams, res);
-      if (ep.mutates) this.server.afterAdminMutation(ep.path);
     };
     run().catch(failed);
   }
@@ -192,18 +214,52 @@ export class AdminServer {
   private clusters(q: URLSearchParams, res: http.ServerResponse): void {
     const clusters = this.server.clusterManager?.all() ?? [];
     if (q.get('format') === 'json') {
+      // envoy.admin.v3.Clusters: ClusterStatus per cluster, HostStatus per host.
       sendJson(res, {
         cluster_statuses: clusters.map((c) => ({
           name: c.name,
+          observability_name: c.name,
           added_via_api: false,
-          host_statuses: c.allHosts().map((h) => ({
-            address: { socket_address: { address: h.address, port_value: h.port } },
-            stats: [{ name: 'rq_active', type: 'GAUGE', value: String(h.activeRequests) }],
-            health_status: { eds_health_status: h.healthStatus === 'UNKNOWN' ? 'HEALTHY' : h.healthStatus },
-            weight: h.weight,
-            hostname: h.hostname,
-            priority: h.priority,
-          })),
+          circuit_breakers: {
+            thresholds: circuitBreakerThresholds(c).map((t) => ({
+              ...(t.priority === 'HIGH' ? { priority: 'HIGH' } : {}),
+              max_connections: t.maxConnections,
+              max_pending_requests: t.maxPendingRequests,
+              max_requests: t.maxRequests,
+              max_retries: t.maxRetries,
+            })),
+          },
+          host_statuses: c.allHosts().map((h) => {
+            const f = h.healthFlags;
+            return {
+              address: { socket_address: { address: h.address, port_value: h.port } },
+              stats: [
+                { name: 'cx_active', type: 'GAUGE', value: String(h.activeConnections) },
+                { name: 'rq_active', type: 'GAUGE', value: String(h.activeRequests) },
+              ],
+              health_status: {
+                ...(f & HealthFlag.FAILED_ACTIVE_HC ? { failed_active_health_check: true } : {}),
+                ...(f & HealthFlag.FAILED_OUTLIER_CHECK ? { failed_outlier_check: true } : {}),
+                ...(f & HealthFlag.DEGRADED_ACTIVE_HC ? { failed_active_degraded_check: true } : {}),
+                ...(f & HealthFlag.PENDING_DYNAMIC_REMOVAL ? { pending_dynamic_removal: true } : {}),
+                ...(f & HealthFlag.PENDING_ACTIVE_HC ? { pending_active_hc: true } : {}),
+                ...(f & HealthFlag.EXCLUDED_VIA_IMMEDIATE_HC_FAIL
+                  ? { excluded_via_immediate_hc_fail: true }
+                  : {}),
+                ...(f & HealthFlag.ACTIVE_HC_TIMEOUT ? { active_hc_timeout: true } : {}),
+                eds_health_status:
+                  f & HealthFlag.FAILED_EDS_HEALTH
+                    ? 'UNHEALTHY'
+                    : f & HealthFlag.DEGRADED_EDS_HEALTH
+                      ? 'DEGRADED'
+                      : 'HEALTHY',
+              },
+              weight: h.weight,
+              hostname: h.hostname,
+              priority: h.priority,
+              locality: {},
+            };
+          }),
         })),
       });
       return;
@@ -225,40 +281,97 @@ export class AdminServer {
       lines.push(`${c.name}::added_via_api::false`);
       for (const h of c.allHosts()) {
         const p = `${c.name}::${h.addressString}`;
+        lines.push(`${p}::cx_active::${h.activeConnections}`);
         lines.push(`${p}::rq_active::${h.activeRequests}`);
         lines.push(`${p}::hostname::${h.hostname}`);
         lines.push(`${p}::health_flags::${h.healthFlagsString()}`);
         lines.push(`${p}::weight::${h.weight}`);
+        lines.push(`${p}::region::`);
+        lines.push(`${p}::zone::`);
+        lines.push(`${p}::sub_zone::`);
+        lines.push(`${p}::canary::false`);
         lines.push(`${p}::priority::${h.priority}`);
+        // No outlier detection: Envoy prints -1.
+        lines.push(`${p}::success_rate::-1`);
+        lines.push(`${p}::local_origin_success_rate::-1`);
       }
     }
     send(res, 200, `${lines.join('\n')}\n`);
   }
 
+  /** `?filter=` as a regex, or a 400 already sent (undefined + false). */
+  private statsFilter(q: URLSearchParams, res: http.ServerResponse): RegExp | undefined | false {
+    const f = q.get('filter');
+    if (!f) return undefined;
+    try {
+      return new RegExp(f);
+    } catch {
+      send(res, 400, `Invalid regex: ${f}\n`);
+      return false;
+    }
+  }
+
   private stats(q: URLSearchParams, res: http.ServerResponse): void {
     const store = this.server.context.stats;
-    let filter: RegExp | undefined;
-    const f = q.get('filter');
-    if (f) {
-      try {
-        filter = new RegExp(f);
-      } catch {
-        send(res, 400, `Invalid regex: ${f}\n`);
-        return;
-      }
-    }
-    const usedOnly = q.has('usedonly');
-    const all: Array<[string, number]> = [];
-    for (const c of store.allCounters()) all.push([c.name, c.value]);
-    for (const g of store.allGauges()) all.push([g.name, g.value]);
-    const rows = all
-      .filter(([n, v]) => (!filter || filter.test(n)) && (!usedOnly || v !== 0))
-      .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-    if (q.get('format') === 'json') {
-      sendJson(res, { stats: rows.map(([name, value]) => ({ name, value })) });
+    const filter = this.statsFilter(q, res);
+    if (filter === false) return;
+    if (q.get('format') === 'prometheus') {
+      this.prometheus(q, res);
       return;
     }
-    send(res, 200, rows.map(([n, v]) => `${n}: ${v}\n`).join(''));
+    const type = q.get('type') ?? 'All';
+    if (!['All', 'Counters', 'Gauges', 'Histograms', 'TextReadouts'].includes(type)) {
+      send(res, 400, `invalid type: ${type}\n`);
+      return;
+    }
+    const hb = q.get('histogram_buckets') ?? 'none';
+    if (hb !== 'none' && hb !== 'cumulative' && hb !== 'disjoint') {
+      send(res, 400, `usage: /stats?histogram_buckets=(cumulative|disjoint|none)\n`);
+      return;
+    }
+    const mode = hb as BucketsMode;
+    if (store.options.flushOnAdmin) store.flush();
+    const usedOnly = q.has('usedonly');
+    const keep = (name: string, used: boolean) => (!filter || filter.test(name)) && (!usedOnly || used);
+    const byName = (a: { name: string }, b: { name: string }) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+    const rows: Array<{ name: string; value: number }> = [];
+    if (type === 'All' || type === 'Counters')
+      for (const c of store.allCounters()) if (keep(c.name, c.used)) rows.push(c);
+    if (type === 'All' || type === 'Gauges')
+      for (const g of store.allGauges()) if (keep(g.name, g.used)) rows.push(g);
+    rows.sort(byName);
+    const hists =
+      type === 'All' || type === 'Histograms'
+        ? store
+            .allHistograms()
+            .filter((h) => keep(h.name, h.used))
+            .sort(byName)
+        : [];
+    if (q.get('format') === 'json') {
+      const stats: unknown[] = rows.map(({ name, value }) => ({ name, value }));
+      if (hists.length) stats.push(histogramsJson(hists, mode));
+      sendJson(res, { stats });
+      return;
+    }
+    send(
+      res,
+      200,
+      rows.map((r) => `${r.name}: ${r.value}\n`).join('') + hists.map((h) => histogramText(h, mode)).join(''),
+    );
+  }
+
+  private prometheus(q: URLSearchParams, res: http.ServerResponse): void {
+    const store = this.server.context.stats;
+    const filter = this.statsFilter(q, res);
+    if (filter === false) return;
+    if (store.options.flushOnAdmin) store.flush();
+    res.writeHead(200, {
+      'content-type': 'text/plain; version=0.0.4; charset=UTF-8',
+      'cache-control': 'no-cache, max-age=0',
+      'x-content-type-options': 'nosniff',
+    });
+    res.end(prometheusText(store, q.has('usedonly'), filter));
   }
 
   private configDump(q: URLSearchParams, res: http.ServerResponse): void {
@@ -268,28 +381,159 @@ export class AdminServer {
       string,
       Json
     >;
+    let nameMatch: RegExp | undefined;
+    const nameRegex = q.get('name_regex');
+    if (nameRegex) {
+      try {
+        // Envoy matches the whole name (RE2 FullMatch).
+        nameMatch = new RegExp(`^(?:${nameRegex})$`);
+      } catch (e) {
+        send(res, 400, `Error while parsing name_regex from ${nameRegex}: ${(e as Error).message}`);
+        return;
+      }
+    }
+    const named = (n: Json | undefined) => !nameMatch || nameMatch.test(typeof n === 'string' ? n : '');
     const started = new Date(this.server.startTime).toISOString();
-    const sr = (bootstrap.static_resources ?? {}) as Record<string, Json[]>;
+    const sr = (bootstrap.static_resources ?? {}) as Record<string, Array<Record<string, Json>>>;
     const configs: Record<string, Json>[] = [
       { '@type': 'type.googleapis.com/envoy.admin.v3.BootstrapConfigDump', bootstrap, last_updated: started },
       {
         '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump',
-        static_clusters: (sr.clusters ?? []).map((cluster) => ({ cluster, last_updated: started })),
-      },
-      {
-        '@type': 'type.googleapis.com/envoy.admin.v3.ListenersConfigDump',
-        static_listeners: (sr.listeners ?? []).map((listener) => ({ listener, last_updated: started })),
+        static_clusters: (sr.clusters ?? [])
+          .filter((c) => named(c.name))
+          .map((cluster) => ({ cluster, last_updated: started })),
       },
     ];
-    const resource = q.get('resource');
-    let out: Json = { configs };
-    if (resource) {
-      const key = resource;
-      const items = configs.flatMap((c) => (Array.isArray(c[key]) ? (c[key] as Json[]) : []));
-      out = { configs: items };
+    if (q.has('include_eds')) {
+      // Endpoints of the static clusters as Envoy's EndpointsConfigDump shows them; Herald has
+      // no EDS, so there are never dynamic_endpoint_configs.
+      configs.push({
+        '@type': 'type.googleapis.com/envoy.admin.v3.EndpointsConfigDump',
+        static_endpoint_configs: (this.server.clusterManager?.all() ?? [])
+          .filter((c) => named(c.name))
+          .map((c) => ({ endpoint_config: loadAssignment(c) })),
+      });
     }
-    sendJson(res, out);
+    configs.push({
+      '@type': 'type.googleapis.com/envoy.admin.v3.ListenersConfigDump',
+      static_listeners: (sr.listeners ?? [])
+        .filter((l) => named(l.name))
+        .map((listener) => ({ listener, last_updated: started })),
+    });
+    const resource = q.get('resource');
+    const mask = q.get('mask');
+    const paths = mask ? mask.split(',').filter(Boolean) : [];
+    if (resource) {
+      const items = configs.flatMap((c) => (Array.isArray(c[resource]) ? (c[resource] as Json[]) : []));
+      if (!configs.some((c) => c[resource] !== undefined)) {
+        send(res, 404, `${resource} not found in config dump`);
+        return;
+      }
+      // With a resource, the mask applies to each element (`cluster.name,last_updated`).
+      sendJson(res, { configs: paths.length ? items.map((i) => applyFieldMask(i, paths)) : items });
+      return;
+    }
+    if (paths.length) {
+      // Without one, to each config dump message; those the mask does not fit are left out.
+      const masked = configs
+        .map((c) => applyFieldMask(c, paths) as Record<string, Json>)
+        .filter((c) => Object.keys(c).length > 1);
+      if (masked.length === 0) {
+        send(res, 400, `FieldMask ${mask} could not be successfully applied to any configs.`);
+        return;
+      }
+      sendJson(res, { configs: masked });
+      return;
+    }
+    sendJson(res, { configs });
   }
+}
+
+/** Circuit-breaker thresholds per priority as /clusters shows them. */
+interface Thresholds {
+  priority: 'DEFAULT' | 'HIGH';
+  maxConnections: number;
+  maxPendingRequests: number;
+  maxRequests: number;
+  maxRetries: number;
+}
+
+/** The cluster's configured thresholds (Envoy's defaults where none are set), both priorities. */
+function circuitBreakerThresholds(c: Cluster): Thresholds[] {
+  return (['DEFAULT', 'HIGH'] as const).map((priority) => {
+    const t = c.config.circuitBreakers[priority];
+    return {
+      priority,
+      maxConnections: t.maxConnections,
+      maxPendingRequests: t.maxPendingRequests,
+      maxRequests: t.maxRequests,
+      maxRetries: c.resources[priority].retries.max,
+    };
+  });
+}
+
+/** A cluster's hosts as a ClusterLoadAssignment (for ?include_eds). */
+function loadAssignment(c: Cluster): Json {
+  return {
+    '@type': 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
+    cluster_name: c.name,
+    endpoints: c.allHosts().map((h) => ({
+      locality: {},
+      lb_endpoints: [
+        {
+          endpoint: {
+            address: { socket_address: { address: h.address, port_value: h.port } },
+            hostname: h.hostname,
+            health_check_config: {},
+          },
+          health_status: h.healthStatus,
+          load_balancing_weight: h.weight,
+        },
+      ],
+      ...(h.priority ? { priority: h.priority } : {}),
+    })),
+    policy: { overprovisioning_factor: c.config.overprovisioningFactor },
+  };
+}
+
+/**
+ * A FieldMask applied to a message (protobuf's FieldMaskUtil::TrimMessage): only the listed
+ * paths are kept. `@type` stays, since masks address the packed message (Envoy unpacks the Any).
+ */
+export function applyFieldMask(msg: Json, paths: string[]): Json {
+  if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) return msg;
+  const m = msg as Record<string, Json>;
+  const out: Record<string, Json> = {};
+  if (m['@type'] !== undefined) out['@type'] = m['@type'];
+  const byHead = new Map<string, string[]>();
+  for (const p of paths) {
+    const dot = p.indexOf('.');
+    const head = dot < 0 ? p : p.slice(0, dot);
+    const rest = byHead.get(head) ?? [];
+    if (dot >= 0) rest.push(p.slice(dot + 1));
+    else rest.push('');
+    byHead.set(head, rest);
+  }
+  for (const [head, rests] of byHead) {
+    const v = m[head];
+    if (v === undefined) continue;
+    if (rests.includes('')) out[head] = v;
+    else out[head] = Array.isArray(v) ? v.map((x) => applyFieldMask(x, rests)) : applyFieldMask(v, rests);
+  }
+  return out;
+}
+
+/** envoy.admin.v3.Memory from the process's memory usage (uint64 fields are strings in JSON). */
+function memory(): Record<string, string> {
+  const m = process.memoryUsage();
+  return {
+    allocated: String(m.heapUsed + m.external),
+    heap_size: String(m.heapTotal),
+    pageheap_unmapped: '0',
+    pageheap_free: String(Math.max(0, m.heapTotal - m.heapUsed)),
+    total_thread_cache: '0',
+    total_physical_bytes: String(m.rss),
+  };
 }
 
 function send(res: http.ServerResponse, status: number, body: string): void {

@@ -109,7 +109,7 @@ export async function main(argv: string[]): Promise<void> {
   // Log rotation, as Envoy: SIGUSR1 reopens access-log files.
   process.on('SIGUSR1', () => {
     reopenAccessLogs();
-    server.afterAdminMutation('/reopen_logs');
+    void server.afterAdminMutation('/reopen_logs');
   });
   // SIGTERM drains: listeners stop accepting, connections wind down for up to --drain-time-s.
   process.once('SIGTERM', () => void exit(0, opts.drainTimeS * 1000));

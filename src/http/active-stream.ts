@@ -2,6 +2,7 @@
 // decoder filters in order and the encoder filters in reverse, and writes the
 // response to the codec (Herald's HTTP/1 or Node's HTTP/2, behind ServerStream).
 
+import { Level, logger } from '../common/logger.js';
 import type { FormatContext, Headers } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import type { Route, RouteTable, VirtualHost } from '../router/route-config.js';
@@ -27,6 +28,19 @@ const HOP_BY_HOP = [
   'upgrade',
   'http2-settings',
 ];
+
+const httpLog = logger('http');
+
+/** Headers as Envoy's debug lines print them: `'name', 'value'` per line. */
+export function formatHeaders(h: Headers): string {
+  const out: string[] = [];
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined) continue;
+    for (const x of Array.isArray(v) ? v : [v]) out.push(`'${k}', '${x}'`);
+  }
+  return out.join('\n');
+}
 
 export function stripHopByHop(h: Headers): void {
   // Headers the Connection header names are hop-by-hop too (RFC 9110 7.6.1).
@@ -62,6 +76,9 @@ interface PendingResponse {
 }
 
 export class ActiveStream implements DecoderFilterCallbacks {
+  /** For `[C<id>][S<id>]` debug lines; set by the connection manager. */
+  connectionId = 0;
+  streamId = 0;
   readonly streamInfo = new StreamInfo();
   readonly requestHeaders: Headers;
   private readonly filters: HttpFilter[];
@@ -304,6 +321,10 @@ export class ActiveStream implements DecoderFilterCallbacks {
     else if (cfg.serverHeaderTransformation === 'APPEND_IF_ABSENT' && headers.server === undefined)
       headers.server = cfg.serverName;
     const sink = this.stream.response;
+    if (httpLog.on(Level.debug))
+      httpLog.debug(
+        `[C${this.connectionId}][S${this.streamId}] encoding headers via codec (end_stream=${p.endStream || (p.body !== undefined && p.body.length === 0)}):\n':status', '${p.status}'\n${formatHeaders(headers)}`,
+      );
     if (p.body) {
       if (p.body.length) {
         sink.writeHeaders(p.status, headers, false);

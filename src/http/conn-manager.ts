@@ -12,6 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import type { Duplex } from 'node:stream';
 import { http2Module } from '../common/lazy-modules.js';
+import { Level, logger } from '../common/logger.js';
 import type { FormatContext, Headers } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import {
@@ -22,8 +23,8 @@ import {
 } from '../network/filter.js';
 import { canPeek, type PeekDecision, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
-import type { Counter, Gauge, StatsScope } from '../stats/store.js';
-import { ActiveStream, stripHopByHop } from './active-stream.js';
+import type { Counter, Gauge, Histogram, StatsScope } from '../stats/store.js';
+import { ActiveStream, formatHeaders, stripHopByHop } from './active-stream.js';
 import type { ServerStream } from './codec.js';
 import type { ConnectionManagerConfig } from './conn-manager-config.js';
 import type { DownstreamInfo } from './filter.js';
@@ -31,6 +32,9 @@ import { Http1ServerConnection } from './http1/server-connection.js';
 import { Http2ServerStreamAdapter } from './http2/server-stream.js';
 import { transformPath } from './path-utility.js';
 import { ResponseFlag, StreamInfo } from './stream-info.js';
+
+const log = logger('http');
+let nextStreamId = 0;
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
@@ -68,6 +72,8 @@ export class HttpConnectionManagerStats {
   readonly downstream_rq_timeout: Counter;
   readonly downstream_rq_max_duration_reached: Counter;
   readonly downstream_cx_upgrades_total: Counter;
+  readonly downstream_rq_time: Histogram;
+  readonly downstream_cx_length_ms: Histogram;
 
   constructor(readonly scope: StatsScope) {
     const c = (n: string) => scope.counter(n);
@@ -97,6 +103,8 @@ export class HttpConnectionManagerStats {
     this.downstream_rq_timeout = c('downstream_rq_timeout');
     this.downstream_rq_max_duration_reached = c('downstream_rq_max_duration_reached');
     this.downstream_cx_upgrades_total = c('downstream_cx_upgrades_total');
+    this.downstream_rq_time = scope.histogram('downstream_rq_time');
+    this.downstream_cx_length_ms = scope.histogram('downstream_cx_length_ms');
   }
 
   responseClass(code: number): void {
@@ -188,7 +196,11 @@ export class ConnectionManager implements NetworkFilter {
     connOf.set(socket, conn);
     this.stats.downstream_cx_total.inc();
     this.stats.downstream_cx_active.inc();
-    socket.once('close', () => this.stats.downstream_cx_active.dec());
+    const openedAt = Date.now();
+    socket.once('close', () => {
+      this.stats.downstream_cx_active.dec();
+      this.stats.downstream_cx_length_ms.recordValue(Date.now() - openedAt);
+    });
     const codec = this.config.codecType;
     if (codec === 'HTTP1') this.toHttp1(socket, conn);
     else if (codec === 'HTTP2') this.toHttp2(conn.tls ? replaying(socket, Buffer.alloc(0)) : socket);
@@ -393,12 +405,20 @@ export class ConnectionManager implements NetworkFilter {
       stripPort(h, this.config.stripHostPort === 'any' ? -1 : info.localPort);
     const pathResult = transformPath((h[':path'] as string | undefined) ?? '/', this.config.path);
     if (pathResult.kind === 'ok') h[':path'] = pathResult.path;
+    const streamId = nextStreamId++;
+    if (log.on(Level.debug))
+      log.debug(
+        `[C${conn.id}][S${streamId}] request headers complete (end_stream=${s.body.ended}):\n${formatHeaders(h)}`,
+      );
     const stream = new ActiveStream(this.config, s, info, stats, (a) => {
       stats.downstream_rq_active.dec();
       stats.downstream_rq_completed.inc();
+      stats.downstream_rq_time.recordValue(a.streamInfo.elapsedMs());
       const code = a.streamInfo.responseCode;
       if (code) stats.responseClass(code);
     });
+    stream.connectionId = conn.id;
+    stream.streamId = streamId;
     if (pathResult.kind === 'reject') {
       stream.sendLocalReply(400, 'Bad Request', { details: pathResult.details });
       return;

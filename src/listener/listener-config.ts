@@ -1,4 +1,5 @@
 // config.listener.v3.Listener -> ListenerConfig.
+import { type AccessLogger, compileAccessLog } from '../accesslog/access-log.js';
 import type { Reader } from '../config/reader.js';
 import type { FactoryContext } from '../extensions/registry.js';
 import { compileAddress, type SocketAddress } from '../network/address.js';
@@ -28,13 +29,16 @@ export interface ListenerConfig {
   /** listener_filters_timeout (default 15 s; 0 = none). */
   listenerFiltersTimeoutMs: number;
   continueOnListenerFiltersTimeout: boolean;
+  /** INBOUND / OUTBOUND / UNSPECIFIED: which listeners /drain_listeners?inboundonly drains. */
+  trafficDirection: string;
+  /** One entry per connection when it closes, including those no filter chain took (flag NR). */
+  accessLoggers: AccessLogger[];
 }
 
 export function compileListener(r: Reader, ctx: FactoryContext, index: number): ListenerConfig {
   const address = compileAddress(r.msg('address')!);
   const name = r.str('name', '') || `listener_${index}`;
-  // Metadata only: which way traffic flows, for stats and access logs in Envoy.
-  r.ignore('traffic_direction');
+  const trafficDirection = r.enum('traffic_direction', 'UNSPECIFIED');
   // Herald's workers never bind one port twice, so SO_REUSEPORT has nothing to do (see docs/compatibility.md).
   r.ignore('enable_reuse_port');
   const listenerFilters = r
@@ -67,6 +71,10 @@ export function compileListener(r: Reader, ctx: FactoryContext, index: number): 
     bufferLimitBytes: r.num('per_connection_buffer_limit_bytes', 1024 * 1024),
     listenerFiltersTimeoutMs: r.durationMs('listener_filters_timeout', 15000),
     continueOnListenerFiltersTimeout: r.bool('continue_on_listener_filters_timeout'),
+    trafficDirection,
+    accessLoggers: r
+      .list('access_log')
+      .map((a) => compileAccessLog(a, (x) => ctx.compileExtension<AccessLogger>('access_logger', x))),
   };
 }
 

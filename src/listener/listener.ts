@@ -4,18 +4,24 @@
 
 import net from 'node:net';
 import { tlsModule } from '../common/lazy-modules.js';
-import { logger } from '../common/logger.js';
+import { Level, logger } from '../common/logger.js';
+import type { FormatContext } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
+import { ResponseFlag, StreamInfo } from '../http/stream-info.js';
+import { formatAddress } from '../network/address.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
 import { canPeek, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
-import type { Counter, Gauge, StatsStore } from '../stats/store.js';
+import type { Counter, Gauge, Histogram, StatsStore } from '../stats/store.js';
 import { type ConnectionFacts, selectFilterChain } from './filter-chain-match.js';
 import type { FilterChainConfig, ListenerConfig } from './listener-config.js';
 import { InspectResult } from './listener-filter.js';
 
 const log = logger('conn_handler');
+const connLog = logger('connection');
 let nextConnectionId = 0;
+/** Connections closed because no filter chain matched (flag NR in the listener access log). */
+const noChainSockets = new WeakSet<net.Socket>();
 
 export function listenerStatName(host: string, port: number): string {
   // Envoy names listener stats by address, with ':' replaced.
@@ -36,6 +42,7 @@ export class ActiveListener {
   onConnectionClosed: (() => void) | undefined;
   private noChain!: Counter;
   private listenerFilterTimeouts!: Counter;
+  private cxLength!: Histogram;
   boundPort = 0;
 
   constructor(
@@ -90,6 +97,7 @@ export class ActiveListener {
     this.workerCxActive = scope.gauge(`worker_${this.workerIndex}.downstream_cx_active`);
     this.noChain = scope.counter('no_filter_chain_match');
     this.listenerFilterTimeouts = scope.counter('downstream_pre_cx_timeout');
+    this.cxLength = scope.histogram('downstream_cx_length_ms');
     log.info(`listener '${this.name}' bound to ${host}:${this.boundPort}`);
   }
 
@@ -111,6 +119,7 @@ export class ActiveListener {
       transportProtocol: 'raw_buffer',
       applicationProtocols: [],
     };
+    if (this.config.accessLoggers.length) this.logOnClose(socket, facts);
     if (this.config.listenerFilters.length === 0) this.onInspected(socket, facts, undefined);
     else if (canPeek(socket)) this.peekListenerFilters(socket, facts);
     else this.runListenerFilters(socket, facts);
@@ -189,6 +198,7 @@ export class ActiveListener {
     const chain = selectFilterChain(this.config.filterChains, facts) ?? this.config.defaultFilterChain;
     if (!chain) {
       this.noChain.inc();
+      noChainSockets.add(socket);
       log.debug(`listener '${this.name}': no filter chain matched a connection from ${facts.remoteAddress}`);
       socket.destroy();
       return;
@@ -199,9 +209,11 @@ export class ActiveListener {
     this.workerCxTotal.inc();
     this.workerCxActive.inc();
     this.connections.add(socket);
+    const openedAt = Date.now();
     socket.once('close', () => {
       this.cxActive.dec();
       this.workerCxActive.dec();
+      this.cxLength.recordValue(Date.now() - openedAt);
       this.connections.delete(socket);
       this.drains.delete(socket);
     });
@@ -271,9 +283,41 @@ export class ActiveListener {
         else this.drains.set(raw, drain);
       },
     };
+    if (connLog.on(Level.debug)) this.traceConnection(conn);
     for (const factory of chain.filterFactories) {
       if (factory.createFilter().onNewConnection(conn) === NetworkFilterStatus.StopIteration) return;
     }
+  }
+
+  /** The listener's access log: one entry per connection, written when it closes. */
+  private logOnClose(socket: net.Socket, facts: ConnectionFacts): void {
+    const info = new StreamInfo();
+    socket.once('close', () => {
+      info.lastResponseByteMs = info.elapsedMs();
+      info.bytesReceived = socket.bytesRead;
+      info.bytesSent = socket.bytesWritten;
+      if (noChainSockets.has(socket)) info.setFlag(ResponseFlag.NR);
+      const c: FormatContext = {
+        info,
+        protocol: '-',
+        remoteAddress: facts.remoteAddress,
+        remotePort: facts.remotePort,
+        directRemoteAddress: facts.remoteAddress,
+        directRemotePort: facts.remotePort,
+        localAddress: facts.localAddress,
+        localPort: facts.localPort,
+      };
+      for (const l of this.config.accessLoggers) l.log(c);
+    });
+  }
+
+  /** Envoy's `[C<id>]` connection lifecycle lines (component `connection`). */
+  private traceConnection(conn: DownstreamConnection): void {
+    const p = `[C${conn.id}]`;
+    connLog.debug(`${p} new connection from ${formatAddress(conn.remoteAddress, conn.remotePort)}`);
+    const s = conn.socket;
+    s.once('end', () => connLog.debug(`${p} remote close`));
+    s.once('close', (hadError: boolean) => connLog.debug(`${p} closing socket: ${hadError ? 1 : 0}`));
   }
 
   /** Envoy's runtime key envoy.resource_limits.listener.<name>.connection_limit. */
@@ -290,11 +334,26 @@ export class ActiveListener {
    * response in flight and idle ones closed; HTTP/2: GOAWAY). Resolves when they are all gone.
    */
   drain(): Promise<void> {
-    this.draining = true;
     const closed = this.close(false);
+    this.encourageDrain();
+    return closed;
+  }
+
+  /** Asks open connections (and those still to come) to wind down, while still accepting. */
+  encourageDrain(): void {
+    this.draining = true;
     for (const d of this.drains.values()) d();
     this.drains.clear();
-    return closed;
+  }
+
+  /** Stopped by /drain_listeners: no longer accepting, open connections left to finish. */
+  stopped = false;
+
+  /** Stops accepting; connections already open carry on. */
+  stopListening(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.server.listening) this.server.close();
   }
 
   /** Stops accepting; with `force`, closes open connections too. */

@@ -532,6 +532,8 @@ class RouterFilter implements HttpFilter {
 
   /** The upstream response is complete: the request is done. */
   private onAttemptComplete(a: Attempt): void {
+    // Envoy's upstream_rq_time: from the upstream request's start to its complete response.
+    this.cluster?.stats.upstream_rq_time.recordValue(Number(process.hrtime.bigint() - a.start) / 1e6);
     this.endAttempt(a);
     this.finish();
   }

@@ -6,6 +6,8 @@ import { ReadContext, type Reader } from '../config/reader.js';
 import { makeFactoryContext } from '../extensions/compile.js';
 import { compileListener, type ListenerConfig } from '../listener/listener-config.js';
 import { compileAddress, type SocketAddress } from '../network/address.js';
+import { compileStatsOptions } from '../stats/stats-config.js';
+import type { StatsOptions } from '../stats/store.js';
 import { type ClusterConfig, compileCluster } from '../upstream/cluster-config.js';
 import type { ServerContext } from './server-context.js';
 
@@ -34,6 +36,8 @@ export interface BootstrapConfig {
   listeners: ListenerConfig[];
   clusters: ClusterConfig[];
   admin: AdminConfig | undefined;
+  /** stats_config and the flush settings. */
+  stats: StatsOptions;
   /** Flattened static runtime layers (key -> value), for /runtime. */
   runtime: Record<string, unknown>;
   /** The validated bootstrap, as /config_dump shows it. */
@@ -64,6 +68,9 @@ function compile(canonical: JsonObject, server: ServerContext, opts: CompileOpti
   const r = rc.root(canonical);
 
   const node = compileNode(r.msg('node'), opts);
+  // Before anything makes a stat: tags and the matcher apply when a stat is created.
+  const stats = compileStatsOptions(r);
+  server.stats.configure(stats);
   const sr = r.msg('static_resources');
   const clusterReaders = sr?.list('clusters') ?? [];
   // Cluster names first: routes and tcp_proxy refer to them.
@@ -94,7 +101,7 @@ function compile(canonical: JsonObject, server: ServerContext, opts: CompileOpti
   const runtime = compileRuntime(r.msg('layered_runtime'));
   const watchdog = compileWatchdogs(r);
   rc.assertAllRead();
-  return { node, watchdog, listeners, clusters, admin, runtime, canonical };
+  return { node, watchdog, listeners, clusters, admin, stats, runtime, canonical };
 }
 
 function compileNode(r: Reader | undefined, opts: CompileOptions): NodeInfo {

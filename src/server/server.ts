@@ -3,6 +3,7 @@
 import { AdminServer } from '../admin/admin-server.js';
 import { allLoggers, logger } from '../common/logger.js';
 import { useSharedCounters } from '../common/shared-counters.js';
+import { timerMs } from '../common/timers.js';
 import { initHashing } from '../common/xxhash.js';
 import type { JsonObject } from '../config/proto-json.js';
 import { loadBootstrapIsolated } from '../config/proto-worker.js';
@@ -17,6 +18,14 @@ import type { WorkerListener } from './worker-protocol.js';
 import { WorkerManager } from './workers.js';
 
 const log = logger('main');
+
+/** Envoy's server.state values (envoy.admin.v3.ServerInfo.State). */
+const SERVER_STATE_VALUES: Record<ServerState, number> = {
+  LIVE: 0,
+  DRAINING: 1,
+  PRE_INITIALIZING: 2,
+  INITIALIZING: 3,
+};
 
 export type ServerState = 'INITIALIZING' | 'LIVE' | 'DRAINING' | 'PRE_INITIALIZING';
 
@@ -54,6 +63,8 @@ export class Server {
   readonly startTime = Date.now();
   private healthCheckFailed = false;
   private stopping: Promise<void> | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
   /** What /quitquitquit does after stopping; the CLI sets it to exit the process. */
   onQuit: () => void = () => {};
 
@@ -133,10 +144,12 @@ export class Server {
         this.listeners.push(l);
       }
     }
-    stats.gauge('listener_manager.total_listeners_active').set(this.listeners.length);
+    stats.counter('listener_manager.listener_added').inc(this.listeners.length);
+    stats.counter('cluster_manager.cluster_added').inc(this.config.clusters.length);
     this.state = 'LIVE';
     stats.gauge('server.live').set(1);
     stats.gauge('server.state').set(0);
+    this.startServerStats();
     if (role !== 'worker')
       log.info(
         `Herald ${VERSION} is live: ${this.listeners.length} listener(s), ${this.config.clusters.length} cluster(s)${role === 'main' ? `, ${this.workers?.size} workers` : ''}`,
@@ -153,6 +166,7 @@ export class Server {
       serviceNode: this.options.serviceNode,
       watchdog: this.config.watchdog,
       sharedCounters,
+      drainTimeMs: (this.options.drainTimeS ?? 600) * 1000,
       hostHealth: () => Object.fromEntries(cm.all().map((c) => [c.name, c.activeHealthSnapshot()])),
       onImmediateFail: (cluster, address) => {
         for (const h of cm.get(cluster)?.allHosts() ?? [])
@@ -177,7 +191,7 @@ export class Server {
   }
 
   /** Carries an admin change that workers must see too (log levels, log reopening, draining). */
-  afterAdminMutation(path: string): void {
+  async afterAdminMutation(path: string): Promise<void> {
     const workers = this.workers;
     if (!workers) return;
     if (path === '/logging') {
@@ -185,7 +199,68 @@ export class Server {
       for (const l of allLoggers()) levels[l.name] = String(l.level);
       workers.broadcast({ t: 'log', levels });
     } else if (path === '/reopen_logs') workers.broadcast({ t: 'reopen' });
-    else if (path === '/drain_listeners') workers.drainListeners();
+    // A round trip: each worker has handled what was sent before it answers.
+    await workers.flushStats();
+  }
+
+  /**
+   * Envoy's server stats, refreshed on each stats flush (stats_flush_interval, default 5 s, or
+   * every admin read with stats_flush_on_admin); the timer does not keep the process alive.
+   */
+  private startServerStats(): void {
+    const stats = this.context.stats;
+    const uptime = stats.gauge('server.uptime');
+    const live = stats.gauge('server.live');
+    const state = stats.gauge('server.state');
+    const allocated = stats.gauge('server.memory_allocated');
+    const heapSize = stats.gauge('server.memory_heap_size');
+    const physical = stats.gauge('server.memory_physical_size');
+    const listenersActive = stats.gauge('listener_manager.total_listeners_active');
+    const clustersActive = stats.gauge('cluster_manager.active_clusters');
+    // Envoy's server.version is a number from the source revision; Herald's is its semver as
+    // major * 10000 + minor * 100 + patch (0.1.0 -> 100).
+    const [maj = 0, min = 0, pat = 0] = VERSION.split('.').map((x) => Number.parseInt(x, 10) || 0);
+    stats.gauge('server.version').set(maj * 10000 + min * 100 + pat);
+    const refresh = () => {
+      uptime.set(Math.floor((Date.now() - this.startTime) / 1000));
+      live.set(this.state === 'LIVE' ? 1 : 0);
+      state.set(SERVER_STATE_VALUES[this.state]);
+      const m = process.memoryUsage();
+      allocated.set(m.heapUsed + m.external);
+      heapSize.set(m.heapTotal);
+      physical.set(m.rss);
+      listenersActive.set(this.listeners.filter((l) => !l.stopped).length);
+      clustersActive.set(this.clusterManager.all().length);
+    };
+    stats.onFlush(refresh);
+    refresh();
+    const cfg = this.config.stats;
+    if (!cfg.flushOnAdmin)
+      this.flushTimer = setInterval(() => stats.flush(), timerMs(cfg.flushIntervalMs)).unref();
+  }
+
+  /**
+   * POST /drain_listeners: stop accepting on every listener (or only INBOUND ones); connections
+   * already open carry on. `graceful` waits the drain time (--drain-time-s) first.
+   */
+  drainListeners(o: { inboundOnly: boolean; graceful: boolean }): void {
+    const which = this.listeners.filter((l) => !o.inboundOnly || l.config.trafficDirection === 'INBOUND');
+    // Workers drain their own listeners the same way; the main process keeps the counts.
+    this.workers?.drainListeners(o, new Set(which.map((l) => l.name)));
+    // Graceful: connections are asked to close (HTTP/1 `connection: close`, HTTP/2 GOAWAY) at once.
+    if (o.graceful) for (const l of which) l.encourageDrain();
+    const stop = () => {
+      for (const l of which) l.stopListening();
+      this.context.stats
+        .gauge('listener_manager.total_listeners_active')
+        .set(this.listeners.filter((l) => !l.stopped).length);
+    };
+    if (!o.graceful) {
+      stop();
+      return;
+    }
+    clearTimeout(this.drainTimer);
+    this.drainTimer = setTimeout(stop, timerMs((this.options.drainTimeS ?? 600) * 1000)).unref();
   }
 
   listenerPort(name: string): number {
@@ -202,6 +277,8 @@ export class Server {
   stop(drainMs = 0): Promise<void> {
     this.stopping ??= (async () => {
       this.state = 'DRAINING';
+      clearInterval(this.flushTimer);
+      clearTimeout(this.drainTimer);
       if (this.workers) {
         await this.workers.stop(drainMs);
         this.clusterManager?.destroy();

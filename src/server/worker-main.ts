@@ -127,7 +127,7 @@ process.on('message', (m: MainToWorker, handle?: net.Socket) => {
       send({ t: 'stats', id: m.id, d: statsDelta() });
       return;
     case 'drain':
-      for (const l of server?.listeners ?? []) void l.close(false);
+      server?.drainListeners({ inboundOnly: m.inboundOnly, graceful: m.graceful });
       return;
     case 'stop':
       void (server?.stop(m.drainMs) ?? Promise.resolve()).then(() => process.exit(0));

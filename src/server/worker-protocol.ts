@@ -29,7 +29,7 @@ export type MainToWorker =
   | { t: 'conn'; l: string }
   | { t: 'hc'; c: string; a: string; b: number }
   | { t: 'flush'; id: number }
-  | { t: 'drain' }
+  | { t: 'drain'; inboundOnly: boolean; graceful: boolean }
   | { t: 'stop'; drainMs: number }
   | { t: 'log'; levels: Record<string, string> }
   | { t: 'reopen' };

@@ -54,6 +54,8 @@ export interface WorkerManagerOptions {
   serviceNode?: string | undefined;
   watchdog: WatchdogConfig;
   sharedCounters: string;
+  /** --drain-time-s, for graceful draining. */
+  drainTimeMs: number;
   /** Active health-check bits per cluster, for a new worker. */
   hostHealth: () => Record<string, Array<[string, number]>>;
   /** A worker saw x-envoy-immediate-health-check-fail from a host. */
@@ -317,10 +319,14 @@ export class WorkerManager {
     return this.workers.map((w) => w.child.pid ?? 0);
   }
 
-  /** Stops accepting in the main process (exact balance) and in workers. */
-  drainListeners(): void {
-    for (const b of this.bound) b.acceptor?.close();
-    this.broadcast({ t: 'drain' });
+  /** /drain_listeners: the workers drain theirs; exact-balance acceptors here stop with them. */
+  drainListeners(o: { inboundOnly: boolean; graceful: boolean }, names: Set<string>): void {
+    this.broadcast({ t: 'drain', inboundOnly: o.inboundOnly, graceful: o.graceful });
+    const stop = () => {
+      for (const b of this.bound) if (names.has(b.config.name)) b.acceptor?.close();
+    };
+    if (!o.graceful) stop();
+    else setTimeout(stop, this.opts.drainTimeMs).unref();
   }
 
   async stop(drainMs: number): Promise<void> {

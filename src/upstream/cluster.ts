@@ -76,6 +76,9 @@ export class ClusterStats {
   readonly upstream_cx_destroy_with_active_rq;
   readonly upstream_rq_maintenance_mode;
   readonly upstream_rq_pending_active;
+  readonly upstream_rq_time;
+  readonly upstream_cx_connect_ms;
+  readonly upstream_cx_length_ms;
 
   constructor(readonly scope: StatsScope) {
     const c = (n: string) => scope.counter(n);
@@ -121,6 +124,9 @@ export class ClusterStats {
     this.upstream_cx_destroy_with_active_rq = c('upstream_cx_destroy_with_active_rq');
     this.upstream_rq_maintenance_mode = c('upstream_rq_maintenance_mode');
     this.upstream_rq_pending_active = g('upstream_rq_pending_active');
+    this.upstream_rq_time = scope.histogram('upstream_rq_time');
+    this.upstream_cx_connect_ms = scope.histogram('upstream_cx_connect_ms');
+    this.upstream_cx_length_ms = scope.histogram('upstream_cx_length_ms');
   }
 
   /** upstream_rq_<code> counters are made on first use of each code, then cached. */

@@ -123,6 +123,7 @@ export class Http1ClientConnection {
   closed = false;
   requests = 0;
   private connectTimer: NodeJS.Timeout | undefined;
+  private readonly openedAt = Date.now();
 
   constructor(
     readonly pool: Http1ConnPool,
@@ -146,6 +147,7 @@ export class Http1ClientConnection {
       socket.once(readyEvent, () => {
         clearTimeout(this.connectTimer);
         this.connected = true;
+        pool.stats.upstream_cx_connect_ms.recordValue(Date.now() - this.openedAt);
         host.outlier?.putResult('LOCAL_ORIGIN_CONNECT_SUCCESS');
         pool.onConnected(this);
       });
@@ -343,6 +345,7 @@ export class Http1ClientConnection {
   private onSocketClose(): void {
     clearTimeout(this.connectTimer);
     const wasConnected = this.connected;
+    if (wasConnected) this.pool.stats.upstream_cx_length_ms.recordValue(Date.now() - this.openedAt);
     this.closed = true;
     const stream = this.stream;
     this.stream = undefined;

@@ -133,6 +133,7 @@ export class Http2ConnPool {
     this.limits.resources.connections.inc();
     host.activeConnections++;
     let connected = false;
+    const openedAt = Date.now();
     const timer = setTimeout(() => {
       stats.upstream_cx_connect_timeout.inc();
       session.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
@@ -140,6 +141,7 @@ export class Http2ConnPool {
     const entry: SessionEntry = { session, active: 0, total: 0, usable: true };
     session.once('connect', () => {
       connected = true;
+      stats.upstream_cx_connect_ms.recordValue(Date.now() - openedAt);
       host.outlier?.putResult('LOCAL_ORIGIN_CONNECT_SUCCESS');
       connectedSessions.add(session);
       clearTimeout(timer);
@@ -155,6 +157,7 @@ export class Http2ConnPool {
       stats.upstream_cx_active.dec();
       this.limits.resources.connections.dec();
       host.activeConnections--;
+      if (connected) stats.upstream_cx_length_ms.recordValue(Date.now() - openedAt);
       forget();
       if (!connected) {
         stats.upstream_cx_connect_fail.inc();
