@@ -117,6 +117,7 @@ for (const ads of [true, false]) {
       assert.deepEqual([...u.updated.keys()], ['c1']);
       assert.deepEqual(u.removed, ['c2']);
       assert.equal(u.versionInfo, 'v2');
+      assert.deepEqual([...u.state.keys()].sort(), ['c1', 'c3']);
       assert.deepEqual(c.names(CLUSTER_TYPE), ['c1', 'c3']);
       // A snapshot with a new version but the same resources sends nothing.
       const count = sentTo(node, CLUSTER_TYPE).length;

@@ -103,7 +103,7 @@ export class RecordingClient {
 
   constructor(target: string, apiType: ApiType, extra: Partial<XdsClientOptions> = {}, nodeId = 'node-1') {
     this.client = new XdsClient({
-      target,
+      ...(target ? { target } : {}),
       apiType,
       node: { id: nodeId, cluster: 'test', metadata: { team: 'herald', n: 1 }, user_agent_version: '0.1.0' },
       backoff: { baseMs: 50, maxMs: 400 },

@@ -2,6 +2,7 @@
 // server over real gRPC on 127.0.0.1, on ADS and on the per-type services.
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../src/xds/resources.js';
 import { XdsServer } from '../../src/xds/server/server.js';
 import { SnapshotCache } from '../../src/xds/server/snapshot-cache.js';
@@ -127,6 +128,7 @@ for (const ads of [true, false]) {
       await waitFor('RDS v2', () => c.client.versionInfo(ROUTE_TYPE) === 'v2');
       const lds = c.updatesOf(LISTENER_TYPE).at(-1)!.update;
       assert.deepEqual(lds.removed, ['l2']);
+      assert.deepEqual([...lds.state.keys()], ['l1']);
       assert.deepEqual(c.names(LISTENER_TYPE), ['l1']);
       const rds = c.updatesOf(ROUTE_TYPE).at(-1)!.update;
       assert.deepEqual(rds.removed, []);
@@ -244,6 +246,27 @@ for (const ads of [true, false]) {
     });
   });
 }
+
+describe('XdsClient on a channel it is given', () => {
+  it('speaks xDS over the caller’s channel and leaves it open on close()', async () => {
+    const cache = new SnapshotCache();
+    const server = new XdsServer(cache);
+    const port = await server.listen();
+    cache.setSnapshot('chan', baseResources('v1'));
+    const channel = new grpc.Channel(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {});
+    const c = new RecordingClient('', 'GRPC', { channel }, 'chan');
+    try {
+      c.client.subscribe(CLUSTER_TYPE);
+      await c.client.start();
+      await waitFor('v1', () => c.client.versionInfo(CLUSTER_TYPE) === 'v1');
+      c.client.close();
+      assert.notEqual(channel.getConnectivityState(false), grpc.connectivityState.SHUTDOWN);
+    } finally {
+      channel.close();
+      await server.close();
+    }
+  });
+});
 
 describe('SotW xDS across a management server restart', () => {
   it('reconnects with backoff, resends subscriptions with the last accepted version, and resumes', async () => {

@@ -68,6 +68,8 @@ export interface XdsUpdate {
   removed: string[];
   /** SotW version_info, or delta system_version_info. */
   versionInfo: string;
+  /** Every resource of the type as it will be if this update is accepted. */
+  state: ReadonlyMap<string, ResourceUpdate>;
 }
 
 /**
@@ -145,6 +147,8 @@ interface Subscription {
   /** Whether the current stream carries this type's first request. */
   announced: boolean;
   fetches: PendingFetch[];
+  /** Names subscribed before start(): their initial fetch timers start with the client. */
+  deferredFetch: string[];
 }
 
 const WILDCARD = '*';
@@ -198,6 +202,8 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
   private readonly initialFetchTimeoutMs: number;
   private started = false;
   private closed = false;
+  /** A channel passed in belongs to the caller and is not closed with the client. */
+  private readonly ownsChannel: boolean;
 
   constructor(private readonly opts: XdsClientOptions) {
     super();
@@ -206,6 +212,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     this.ads = opts.ads ?? true;
     this.initialFetchTimeoutMs = opts.initialFetchTimeoutMs ?? 15_000;
     const credentials = opts.credentials ?? grpc.credentials.createInsecure();
+    this.ownsChannel = !opts.channel;
     if (opts.channel) {
       this.client = new grpc.Client(opts.channel.getTarget(), credentials, {
         channelOverride: opts.channel,
@@ -230,7 +237,10 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     await initHashing();
     discoveryCodec(); // load the discovery protos before the first message
     this.started = true;
-    for (const sub of this.subs.values()) this.announce(sub);
+    for (const sub of this.subs.values()) {
+      this.startFetchTimer(sub, sub.deferredFetch.splice(0));
+      this.announce(sub);
+    }
   }
 
   /** Stops everything; no reconnect. */
@@ -242,7 +252,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
       s.call = undefined;
     }
     for (const sub of this.subs.values()) for (const f of sub.fetches) clearTimeout(f.timer);
-    this.client.close();
+    if (this.ownsChannel) this.client.close();
     this.setConnected();
   }
 
@@ -267,6 +277,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
         nonce: '',
         announced: false,
         fetches: [],
+        deferredFetch: [],
       };
       this.subs.set(typeUrl, sub);
     }
@@ -481,6 +492,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
       updated: new Map(),
       removed: [],
       versionInfo: resp.version_info,
+      state: new Map(),
     };
     for (const [name, r] of received) {
       if (!sub.wildcard && !sub.names.has(name)) continue; // not asked for
@@ -496,14 +508,13 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     if (sub.fullState) for (const n of sub.names) answered.add(n);
     this.clearFetches(sub, answered);
 
-    error ??= this.verdict(sub.typeUrl, update);
+    error ??= this.verdict(sub, update);
     if (error !== undefined) {
       stats.update_rejected++;
       this.sendSotw(sub, error); // NACK: previous version_info, this nonce
       return;
     }
-    for (const name of update.removed) sub.resources.delete(name);
-    for (const m of [update.added, update.updated]) for (const [n, r] of m) sub.resources.set(n, r);
+    sub.resources = new Map(update.state);
     sub.versionInfo = resp.version_info;
     this.accepted(sub);
     this.sendSotw(sub, undefined); // ACK
@@ -551,6 +562,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
       updated: new Map(),
       removed: [],
       versionInfo: resp.system_version_info,
+      state: new Map(),
     };
     let error: string | undefined;
     const seen = new Set<string>();
@@ -574,14 +586,13 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     for (const name of resp.removed_resources) if (sub.resources.has(name)) update.removed.push(name);
     this.clearFetches(sub, new Set([...seen, ...resp.removed_resources]));
 
-    error ??= this.verdict(sub.typeUrl, update);
+    error ??= this.verdict(sub, update);
     if (error !== undefined) {
       stats.update_rejected++;
       this.sendDelta(sub, { subscribe: [], unsubscribe: [] }, false, { nonce: resp.nonce, error });
       return;
     }
-    for (const name of update.removed) sub.resources.delete(name);
-    for (const m of [update.added, update.updated]) for (const [n, r] of m) sub.resources.set(n, r);
+    sub.resources = new Map(update.state);
     sub.versionInfo = resp.system_version_info;
     this.accepted(sub);
     this.sendDelta(sub, { subscribe: [], unsubscribe: [] }, false, { nonce: resp.nonce });
@@ -589,9 +600,13 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
 
   // -------------------------------------------------------------------------
 
-  private verdict(typeUrl: string, update: XdsUpdate): string | undefined {
+  private verdict(sub: Subscription, update: XdsUpdate): string | undefined {
+    const state = new Map(sub.resources);
+    for (const name of update.removed) state.delete(name);
+    for (const m of [update.added, update.updated]) for (const [n, r] of m) state.set(n, r);
+    update.state = state;
     try {
-      return this.opts.onUpdate(typeUrl, update);
+      return this.opts.onUpdate(sub.typeUrl, update);
     } catch (e) {
       return e instanceof Error ? e.message : String(e);
     }
