@@ -143,6 +143,11 @@ const CANDIDATES = {
       path.join(root, 'dist/src/cli/main.js'),
       '-c',
       cfg,
+      // One process, as these comparisons have always been run (bench/workers.mjs measures workers).
+      '--concurrency',
+      '1',
+      '--drain-time-s',
+      '1',
       '-l',
       'warning',
     ]);

@@ -130,6 +130,9 @@ http { access_log off; client_body_temp_path ${work}; proxy_temp_path ${work}; f
         path.join(root, 'dist/src/cli/main.js'),
         '-c',
         cfg,
+        // One process: the proxy is pinned to one core.
+        '--concurrency',
+        '1',
         '-l',
         'warning',
       ]);

@@ -96,6 +96,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
   upgradeType: string | undefined;
   private requestTimer: NodeJS.Timeout | undefined;
   private durationTimer: NodeJS.Timeout | undefined;
+  private readonly table: RouteTable;
 
   constructor(
     readonly config: ConnectionManagerConfig,
@@ -105,6 +106,8 @@ export class ActiveStream implements DecoderFilterCallbacks {
     onComplete: (s: ActiveStream) => void,
   ) {
     this.requestHeaders = stream.headers;
+    // RDS may replace the table; this stream keeps the one it started with.
+    this.table = config.routeTable;
     this.filters = config.filterFactories.map((f) => f.createFilter(config.filterContext));
     for (const f of this.filters) {
       f.setDecoderFilterCallbacks?.(this);
@@ -194,7 +197,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
   }
 
   get routeTable(): RouteTable {
-    return this.config.routeTable;
+    return this.table;
   }
 
   get requestBody(): BodySource {
@@ -230,7 +233,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
         const end = fullPath.indexOf('#', q);
         query = fullPath.slice(q + 1, end < 0 ? undefined : end);
       }
-      this.cachedRoute = this.config.routeTable.route((h[':authority'] as string | undefined) ?? '', {
+      this.cachedRoute = this.table.route((h[':authority'] as string | undefined) ?? '', {
         path: path || '/',
         query,
         headers: h,
@@ -249,7 +252,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
     return (
       r?.route.perFilterConfig?.get(filterName) ??
       r?.vhost.perFilterConfig?.get(filterName) ??
-      this.config.routeTable.perFilterConfig?.get(filterName)
+      this.table.perFilterConfig?.get(filterName)
     );
   }
 
@@ -309,13 +312,13 @@ export class ActiveStream implements DecoderFilterCallbacks {
     const headers = p.headers;
     // response_headers_to_add/remove: route, virtual host, route config (most specific first).
     const r = this.cachedRoute;
-    if (r || !cfg.routeTable.responseMutations.empty) {
+    if (r || !this.table.responseMutations.empty) {
       const ctx = this.formatContext(headers);
       if (r) {
         r.route.responseMutations.apply(headers, ctx);
         r.vhost.responseMutations.apply(headers, ctx);
       }
-      cfg.routeTable.responseMutations.apply(headers, ctx);
+      this.table.responseMutations.apply(headers, ctx);
     }
     if (cfg.serverHeaderTransformation === 'OVERWRITE') headers.server = cfg.serverName;
     else if (cfg.serverHeaderTransformation === 'APPEND_IF_ABSENT' && headers.server === undefined)

@@ -1,9 +1,11 @@
 // envoy.filters.network.http_connection_manager: config compiled once.
 
 import { type AccessLogger, compileAccessLog } from '../accesslog/access-log.js';
+import { compileConfigSource } from '../config/config-source.js';
 import type { Reader } from '../config/reader.js';
 import { type ExtensionFactory, type FactoryContext, registry } from '../extensions/registry.js';
 import type { NetworkFilterFactory } from '../network/filter.js';
+import type { RouteConfigHolder } from '../router/rds.js';
 import { compileRouteConfiguration, type RouteTable } from '../router/route-config.js';
 import type { ServerContext } from '../server/server-context.js';
 import { type Http2Options, readHttp2Options } from '../upstream/cluster-config.js';
@@ -20,7 +22,9 @@ export type ServerHeaderTransformation = 'OVERWRITE' | 'APPEND_IF_ABSENT' | 'PAS
 export interface ConnectionManagerConfig {
   statPrefix: string;
   codecType: CodecType;
-  routeTable: RouteTable;
+  readonly routeTable: RouteTable;
+  /** Set when the route configuration comes by RDS. */
+  rds: RouteConfigHolder | undefined;
   filterFactories: HttpFilterFactory[];
   filterContext: HttpFilterContext;
   serverName: string;
@@ -66,18 +70,20 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
   const codecType = r.enum<string>('codec_type', 'AUTO');
   if (codecType === 'HTTP3') throw r.error('codec_type', 'HTTP/3 is not supported');
 
-  const rc = r.msg('route_config');
-  if (!rc) {
-    const which = r.oneof('rds', 'scoped_routes');
-    throw r.error(
-      which,
-      which ? `'${which}' is not supported yet; use route_config` : "'route_config' is required",
-    );
-  }
-  const routeTable = compileRouteConfiguration(rc, {
-    knownClusters: ctx.server.knownClusters,
-    validateClustersDefault: true,
-  });
+  const which = r.oneof('route_config', 'rds', 'scoped_routes');
+  let routeTable: RouteTable | undefined;
+  let rds: RouteConfigHolder | undefined;
+  if (which === 'route_config') {
+    routeTable = compileRouteConfiguration(r.msg('route_config')!, {
+      knownClusters: ctx.server.knownClusters,
+      validateClustersDefault: true,
+    });
+  } else if (which === 'rds') {
+    const rr = r.msg('rds')!;
+    const name = rr.str('route_config_name', '');
+    rds = ctx.server.rds.holder(name, compileConfigSource(rr.msg('config_source')!));
+  } else
+    throw r.error(which, which ? `'${which}' is not supported yet` : "'route_config' or 'rds' is required");
 
   const filters = r.list('http_filters');
   const filterFactories: HttpFilterFactory[] = [];
@@ -122,10 +128,16 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
   const acceptHttp10 = hpo ? hpo.bool('accept_http_10') : false;
 
   const server = ctx.server;
+  const fixed = routeTable;
+  const holder = rds;
   return {
     statPrefix,
     codecType: codecType as CodecType,
-    routeTable,
+    // An RDS table is read when a stream starts; a stream keeps the one it started with.
+    get routeTable() {
+      return fixed ?? holder!.table;
+    },
+    rds,
     filterFactories,
     filterContext: {
       get clusterManager() {

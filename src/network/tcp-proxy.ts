@@ -61,12 +61,12 @@ function compileTcpProxy(r: Reader, ctx: FactoryContext): TcpProxyConfig {
   const known = ctx.server.knownClusters;
   if (kind === 'cluster') {
     cfg.cluster = r.str('cluster', '');
-    if (!known.has(cfg.cluster)) throw r.error('cluster', `unknown cluster '${cfg.cluster}'`);
+    if (known && !known.has(cfg.cluster)) throw r.error('cluster', `unknown cluster '${cfg.cluster}'`);
   } else if (kind === 'weighted_clusters') {
     const w = r.msg('weighted_clusters')!;
     cfg.weighted = w.list('clusters').map((c) => {
       const name = c.str('name', '');
-      if (!known.has(name)) throw c.error('name', `unknown cluster '${name}'`);
+      if (known && !known.has(name)) throw c.error('name', `unknown cluster '${name}'`);
       return { name, weight: c.num('weight', 0) };
     });
     cfg.totalWeight = cfg.weighted.reduce((a, c) => a + c.weight, 0);

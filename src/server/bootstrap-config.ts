@@ -1,5 +1,6 @@
 // config.bootstrap.v3.Bootstrap (canonical JSON) -> BootstrapConfig: every
 // listener, cluster and filter compiled, every field accounted for.
+import { compileConfigSource } from '../config/config-source.js';
 import { ConfigError, ConfigErrors } from '../config/errors.js';
 import type { JsonObject } from '../config/proto-json.js';
 import { ReadContext, type Reader } from '../config/reader.js';
@@ -9,6 +10,7 @@ import { compileAddress, type SocketAddress } from '../network/address.js';
 import { compileStatsOptions } from '../stats/stats-config.js';
 import type { StatsOptions } from '../stats/store.js';
 import { type ClusterConfig, compileCluster } from '../upstream/cluster-config.js';
+import type { ConfigSourceConfig } from '../router/rds.js';
 import type { ServerContext } from './server-context.js';
 
 export interface NodeInfo {
@@ -30,8 +32,16 @@ export interface WatchdogConfig {
   multikillMs: number;
 }
 
+/** dynamic_resources: where listeners and clusters come from, and the ADS server. */
+export interface DynamicResourcesConfig {
+  ads: { apiType: 'GRPC' | 'DELTA_GRPC'; cluster: string } | undefined;
+  lds: ConfigSourceConfig | undefined;
+  cds: ConfigSourceConfig | undefined;
+}
+
 export interface BootstrapConfig {
   node: NodeInfo;
+  dynamic: DynamicResourcesConfig | undefined;
   watchdog: WatchdogConfig;
   listeners: ListenerConfig[];
   clusters: ClusterConfig[];
@@ -80,7 +90,9 @@ function compile(canonical: JsonObject, server: ServerContext, opts: CompileOpti
     if (names.has(name)) throw c.error('name', `cluster '${name}' is defined twice`);
     names.add(name);
   }
-  server.knownClusters = names;
+  // With CDS, clusters named by routes may arrive later: nothing to validate against yet.
+  const dr = canonical.dynamic_resources as JsonObject | undefined;
+  server.knownClusters = dr?.cds_config !== undefined ? undefined : names;
   const clusters = clusterReaders.map(compileCluster);
   const listeners = (sr?.list('listeners') ?? []).map((l, i) =>
     compileListener(l, makeFactoryContext(server, l.path), i),
@@ -100,8 +112,9 @@ function compile(canonical: JsonObject, server: ServerContext, opts: CompileOpti
   }
   const runtime = compileRuntime(r.msg('layered_runtime'));
   const watchdog = compileWatchdogs(r);
+  const dynamic = compileDynamicResources(r.msg('dynamic_resources'), names);
   rc.assertAllRead();
-  return { node, watchdog, listeners, clusters, admin, stats, runtime, canonical };
+  return { node, watchdog, dynamic, listeners, clusters, admin, stats, runtime, canonical };
 }
 
 function compileNode(r: Reader | undefined, opts: CompileOptions): NodeInfo {
@@ -122,6 +135,42 @@ function compileNode(r: Reader | undefined, opts: CompileOptions): NodeInfo {
   if (!node.cluster && opts.serviceCluster) node.cluster = opts.serviceCluster;
   if (!node.id && opts.serviceNode) node.id = opts.serviceNode;
   return node;
+}
+
+function compileDynamicResources(
+  r: Reader | undefined,
+  staticClusters: ReadonlySet<string>,
+): DynamicResourcesConfig | undefined {
+  if (!r) return undefined;
+  let ads: DynamicResourcesConfig['ads'];
+  const a = r.msg('ads_config');
+  if (a) {
+    const apiType = a.enum<string>('api_type', 'GRPC');
+    if (apiType !== 'GRPC' && apiType !== 'DELTA_GRPC')
+      throw a.error('api_type', `api_type ${apiType} is not supported for ADS (GRPC or DELTA_GRPC)`);
+    const v = a.enum<string>('transport_api_version', 'AUTO');
+    if (v !== 'AUTO' && v !== 'V3') throw a.error('transport_api_version', 'only V3 is supported');
+    // Herald sends the node on every request; sending it only first is an optimisation.
+    a.bool('set_node_on_first_message_only');
+    const services = a.list('grpc_services');
+    if (services.length !== 1) throw a.error('grpc_services', 'exactly one gRPC service is supported');
+    const g = services[0]!;
+    const eg = g.msg('envoy_grpc');
+    if (!eg) throw g.error('envoy_grpc', 'only envoy_grpc (a static cluster) is supported');
+    const cluster = eg.str('cluster_name', '');
+    if (!staticClusters.has(cluster))
+      throw eg.error('cluster_name', `ADS cluster '${cluster}' must be a static cluster`);
+    g.durationMs('timeout');
+    ads = { apiType: apiType as 'GRPC' | 'DELTA_GRPC', cluster };
+  }
+  const lds = r.has('lds_config') ? compileConfigSource(r.msg('lds_config')!) : undefined;
+  const cds = r.has('cds_config') ? compileConfigSource(r.msg('cds_config')!) : undefined;
+  for (const [key, src] of [
+    ['lds_config', lds],
+    ['cds_config', cds],
+  ] as const)
+    if (src?.kind === 'ads' && !ads) throw r.error(key, 'ads is used but there is no ads_config');
+  return { ads, lds, cds };
 }
 
 /** `watchdogs.worker_watchdog` (or the deprecated `watchdog`); the main process has no loop worth watching. */

@@ -1,13 +1,16 @@
 // What config-time factories may hold on to: filled in as the server starts.
 // Compilation (and --mode validate) only reads `knownClusters`; the rest is
 // used when connections arrive.
+import { RdsRegistry } from '../router/rds.js';
 import { StatsStore } from '../stats/store.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 
 export class ServerContext {
   readonly stats = new StatsStore();
+  /** Route configurations delivered by RDS, by name. */
+  readonly rds = new RdsRegistry();
   /** Names of the clusters in the bootstrap, for route validation (validate_clusters). */
-  knownClusters = new Set<string>();
+  knownClusters: Set<string> | undefined = new Set<string>();
   private cm: ClusterManager | undefined;
 
   get clusterManager(): ClusterManager {

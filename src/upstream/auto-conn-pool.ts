@@ -83,6 +83,10 @@ export class AutoConnPool {
     socket.once('close', onClose);
   }
 
+  drain(): void {
+    this.chosen?.drain();
+  }
+
   destroy(): void {
     this.chosen?.destroy();
   }

@@ -1,5 +1,7 @@
 // config.cluster.v3.Cluster -> ClusterConfig (plain data, safe to hand to workers).
+import { compileConfigSource } from '../config/config-source.js';
 import type { Reader } from '../config/reader.js';
+import type { ConfigSourceConfig } from '../router/rds.js';
 import type { LbPolicyConfig } from '../extensions/load_balancing_policies/policies.js';
 import { registry } from '../extensions/registry.js';
 import { compileAddress, type SocketAddress } from '../network/address.js';
@@ -12,7 +14,7 @@ import {
 } from './resource-manager.js';
 import { compileUpstreamTransport, type UpstreamTlsConfig } from './transport-socket.js';
 
-export type DiscoveryType = 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS';
+export type DiscoveryType = 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS' | 'EDS';
 export type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV';
 export type DnsLookupFamily = 'AUTO' | 'V4_ONLY' | 'V6_ONLY' | 'V4_PREFERRED' | 'ALL';
 export type HealthStatus = 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY' | 'DRAINING' | 'TIMEOUT' | 'DEGRADED';
@@ -56,6 +58,8 @@ export interface ClusterConfig {
   /** Overprovisioning factor for priority load, in percent (Envoy: 140). */
   overprovisioningFactor: number;
   circuitBreakers: CircuitBreakersConfig;
+  /** EDS clusters: the ClusterLoadAssignment name and where it comes from. */
+  eds?: { serviceName: string; source: ConfigSourceConfig };
   /** common_lb_config.healthy_panic_threshold in percent (Envoy: 50); 0 disables panic mode. */
   healthyPanicThreshold: number;
   /** common_lb_config.ignore_new_hosts_until_first_hc: new hosts are excluded until checked. */
@@ -71,7 +75,7 @@ export function compileCluster(r: Reader): ClusterConfig {
   const name = r.str('name', '');
   const type = r.enum<string>('type', 'STATIC');
   if (r.has('cluster_type')) throw r.error('cluster_type', 'custom cluster types are not supported yet');
-  if (!['STATIC', 'STRICT_DNS', 'LOGICAL_DNS'].includes(type))
+  if (!['STATIC', 'STRICT_DNS', 'LOGICAL_DNS', 'EDS'].includes(type))
     throw r.error('type', `cluster type ${type} is not supported yet`);
   const lbPolicy = r.enum<string>('lb_policy', 'ROUND_ROBIN');
   if (
@@ -130,6 +134,15 @@ export function compileCluster(r: Reader): ClusterConfig {
       ? compileCircuitBreakers(r.msg('circuit_breakers')!)
       : defaultCircuitBreakers(),
   };
+  if (type === 'EDS') {
+    const e = r.msg('eds_cluster_config');
+    if (!e) throw r.error('eds_cluster_config', 'an EDS cluster needs eds_cluster_config');
+    cfg.eds = {
+      serviceName: e.str('service_name', '') || name,
+      source: compileConfigSource(e.msg('eds_config')!),
+    };
+  } else if (r.has('eds_cluster_config'))
+    throw r.error('eds_cluster_config', 'only EDS clusters take eds_cluster_config');
   const ts = r.msg('transport_socket');
   if (ts) cfg.tls = compileUpstreamTransport(ts);
 
@@ -176,33 +189,9 @@ export function compileCluster(r: Reader): ClusterConfig {
 
   const la = r.msg('load_assignment');
   if (la) {
-    la.ignore('cluster_name'); // only meaningful for EDS; Envoy ignores it for static clusters too
-    for (const lr of la.list('endpoints')) {
-      // load_balancing_weight only matters with locality_weighted_lb_config, which Herald rejects.
-      lr.ignore('load_balancing_weight');
-      if (lr.has('locality')) {
-        const loc = lr.msg('locality')!;
-        loc.ignore('region', 'zone', 'sub_zone'); // labels only, without locality-aware LB
-      }
-      const priority = lr.num('priority', 0);
-      const endpoints = lr.list('lb_endpoints').map((e): EndpointConfig => {
-        const ep = e.msg('endpoint');
-        if (!ep) throw e.error('endpoint', 'an endpoint is required (named endpoints are not supported)');
-        const addr = compileAddress(ep.msg('address')!);
-        return {
-          address: addr,
-          weight: e.num('load_balancing_weight', 1),
-          healthStatus: e.enum<HealthStatus>('health_status', 'UNKNOWN'),
-          hostname: ep.str('hostname', ''),
-        };
-      });
-      cfg.localities.push({ priority, endpoints });
-    }
-    const policy = la.msg('policy');
-    if (policy) {
-      const op = policy.num('overprovisioning_factor');
-      if (op !== undefined) cfg.overprovisioningFactor = op;
-    }
+    const a = compileLoadAssignment(la);
+    cfg.localities = a.localities;
+    if (a.overprovisioningFactor !== undefined) cfg.overprovisioningFactor = a.overprovisioningFactor;
   }
   if (cfg.protocol === 'auto' && !cfg.tls) {
     // Envoy's auto_config picks by ALPN, which needs TLS; in plaintext it is HTTP/1.1.
@@ -290,4 +279,40 @@ export function readHttp2Options(h2: Reader): Http2Options {
 function readHttp1Options(h1: Reader): void {
   // Nothing yet: the defaults are Envoy's (HTTP/1.1, no absolute URLs).
   void h1;
+}
+
+/** config.endpoint.v3.ClusterLoadAssignment: a cluster's load_assignment, or an EDS resource. */
+export function compileLoadAssignment(la: Reader): {
+  clusterName: string;
+  localities: LocalityEndpointsConfig[];
+  overprovisioningFactor: number | undefined;
+} {
+  // Only meaningful for EDS; Envoy ignores it for static clusters too.
+  const clusterName = la.str('cluster_name', '');
+  const localities: LocalityEndpointsConfig[] = [];
+  for (const lr of la.list('endpoints')) {
+    // load_balancing_weight only matters with locality_weighted_lb_config, which Herald rejects.
+    lr.ignore('load_balancing_weight');
+    if (lr.has('locality')) {
+      const loc = lr.msg('locality')!;
+      loc.ignore('region', 'zone', 'sub_zone'); // labels only, without locality-aware LB
+    }
+    const priority = lr.num('priority', 0);
+    const endpoints = lr.list('lb_endpoints').map((e): EndpointConfig => {
+      const ep = e.msg('endpoint');
+      if (!ep) throw e.error('endpoint', 'an endpoint is required (named endpoints are not supported)');
+      const addr = compileAddress(ep.msg('address')!);
+      return {
+        address: addr,
+        weight: e.num('load_balancing_weight', 1),
+        healthStatus: e.enum<HealthStatus>('health_status', 'UNKNOWN'),
+        hostname: ep.str('hostname', ''),
+      };
+    });
+    localities.push({ priority, endpoints });
+  }
+  let overprovisioningFactor: number | undefined;
+  const policy = la.msg('policy');
+  if (policy) overprovisioningFactor = policy.num('overprovisioning_factor');
+  return { clusterName, localities, overprovisioningFactor };
 }

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { logger } from '../common/logger.js';
 import { timerMs } from '../common/timers.js';
 import type { StatsScope } from '../stats/store.js';
-import type { ClusterConfig, DnsLookupFamily } from './cluster-config.js';
+import type { ClusterConfig, DnsLookupFamily, LocalityEndpointsConfig } from './cluster-config.js';
 import { ConnPoolSet } from './conn-pool.js';
 import type { HealthChecker } from './health_checkers/base.js';
 import { createHealthChecker } from './health_checkers/factory.js';
@@ -55,6 +55,7 @@ export class ClusterStats {
   readonly membership_healthy;
   readonly update_success;
   readonly update_failure;
+  readonly init_fetch_timeout;
   readonly lb_healthy_panic;
   readonly upstream_cx_none_healthy;
   readonly upstream_rq_pending_total;
@@ -103,6 +104,7 @@ export class ClusterStats {
     this.membership_healthy = g('membership_healthy');
     this.update_success = c('update_success');
     this.update_failure = c('update_failure');
+    this.init_fetch_timeout = c('init_fetch_timeout');
     this.lb_healthy_panic = c('lb_healthy_panic');
     this.upstream_cx_none_healthy = c('upstream_cx_none_healthy');
     this.upstream_rq_pending_total = c('upstream_rq_pending_total');
@@ -172,6 +174,7 @@ export class Cluster {
     private readonly remote?: RemoteHealth,
   ) {
     this.stats = new ClusterStats(scope);
+    this.overprovisioning = config.overprovisioningFactor;
     const cb = config.circuitBreakers;
     this.resources = {
       DEFAULT: new ResourceManager(cb.DEFAULT, scope.scope('circuit_breakers.default.')),
@@ -202,9 +205,53 @@ export class Cluster {
       );
       this.stats.update_success.inc();
       this.finishInitialization();
+    } else if (config.type === 'EDS') {
+      // Warming: the cluster waits for its first ClusterLoadAssignment, up to initial_fetch_timeout.
+      const t = config.eds?.source.initialFetchTimeoutMs ?? 15000;
+      if (t > 0) {
+        this.edsTimer = setTimeout(() => {
+          this.stats.init_fetch_timeout.inc();
+          this.finishInitialization();
+        }, timerMs(t));
+        this.edsTimer.unref();
+      }
     } else {
       void this.resolveDns();
     }
+  }
+
+  private edsTimer: NodeJS.Timeout | undefined;
+  /** The overprovisioning factor in force (an EDS assignment may change it). */
+  private overprovisioning: number;
+
+  /** EDS: a new ClusterLoadAssignment. Hosts still present keep their state. */
+  updateAssignment(localities: LocalityEndpointsConfig[], overprovisioningFactor: number | undefined): void {
+    if (this.destroyed) return;
+    this.overprovisioning = overprovisioningFactor ?? this.config.overprovisioningFactor;
+    this.setHosts(
+      localities.flatMap((l) =>
+        l.endpoints.map(
+          (e) => new Host(e.address.host, e.address.port, e.weight, l.priority, e.hostname, e.healthStatus),
+        ),
+      ),
+    );
+    this.stats.update_success.inc();
+    clearTimeout(this.edsTimer);
+    this.finishInitialization();
+  }
+
+  /**
+   * The cluster was replaced or removed: it takes no new requests; requests in flight finish on
+   * its connections, which then close (Envoy drains the old cluster's pools).
+   */
+  retire(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    clearTimeout(this.edsTimer);
+    if (this.dnsTimer) clearTimeout(this.dnsTimer);
+    this.healthChecker?.destroy();
+    this.outlierDetector?.destroy();
+    this.pools.drain();
   }
 
   get name(): string {
@@ -327,7 +374,7 @@ export class Cluster {
 
   /** Envoy's priority load: each level takes healthy% x overprovisioning, in order, until 100%. */
   private computePriorityLoad(): void {
-    const factor = this.config.overprovisioningFactor;
+    const factor = this.overprovisioning;
     // Excluded hosts count neither as healthy nor in the total.
     const health = this.hostsByPriority.map((_hs, p) => {
       const n = this.eligibleCountByPriority[p] ?? 0;
@@ -418,6 +465,7 @@ export class Cluster {
 
   destroy(): void {
     this.destroyed = true;
+    clearTimeout(this.edsTimer);
     if (this.dnsTimer) clearTimeout(this.dnsTimer);
     this.healthChecker?.destroy();
     this.outlierDetector?.destroy();

@@ -10,6 +10,8 @@ import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './ups
 
 interface HostPool {
   newStream(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): UpstreamRequest;
+  /** No more reuse: idle connections close now, busy ones after their request. */
+  drain(): void;
   destroy(): void;
 }
 
@@ -85,6 +87,11 @@ export class ConnPoolSet {
         this.pools.delete(k);
       }
     }
+  }
+
+  drain(): void {
+    for (const p of this.pools.values()) p.drain();
+    this.pools.clear();
   }
 
   destroy(): void {

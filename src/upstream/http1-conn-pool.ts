@@ -311,7 +311,7 @@ export class Http1ClientConnection {
     if (this.stream !== stream) return;
     this.stream = undefined;
     const max = this.pool.options.maxRequestsPerConnection;
-    if (this.remoteClosed || this.closed || (max > 0 && this.requests >= max)) {
+    if (this.remoteClosed || this.closed || this.pool.draining || (max > 0 && this.requests >= max)) {
       this.destroy();
       return;
     }
@@ -557,6 +557,13 @@ export class Http1ConnPool {
 
   get activeConnections(): number {
     return this.all.size;
+  }
+
+  draining = false;
+
+  drain(): void {
+    this.draining = true;
+    for (const c of this.idle.splice(0)) c.destroy();
   }
 
   destroy(): void {

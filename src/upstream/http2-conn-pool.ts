@@ -313,6 +313,15 @@ export class Http2ConnPool {
     return wrapper;
   }
 
+  /** GOAWAY on every session: streams in flight finish, nothing new starts. */
+  drain(): void {
+    for (const e of this.sessions) {
+      e.usable = false;
+      if (!e.session.closed) e.session.close();
+    }
+    this.sessions = [];
+  }
+
   destroy(): void {
     for (const e of this.sessions) e.session.destroy();
     this.sessions = [];
