@@ -20,6 +20,7 @@ import type { Server } from '../server/server.js';
 import { type BucketsMode, histogramsJson, histogramText, prometheusText } from '../stats/render.js';
 import type { Cluster } from '../upstream/cluster.js';
 import { HealthFlag } from '../upstream/host.js';
+import { CLUSTER_TYPE, LISTENER_TYPE } from '../xds/resources.js';
 
 const log = logger('admin');
 
@@ -399,27 +400,73 @@ export class AdminServer {
       { '@type': 'type.googleapis.com/envoy.admin.v3.BootstrapConfigDump', bootstrap, last_updated: started },
       {
         '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump',
+        ...(this.server.xds ? { version_info: this.server.xds.client.versionInfo(CLUSTER_TYPE) } : {}),
         static_clusters: (sr.clusters ?? [])
           .filter((c) => named(c.name))
           .map((cluster) => ({ cluster, last_updated: started })),
+        ...nonEmpty(
+          'dynamic_active_clusters',
+          [...(this.server.clusterManager?.dynamic ?? new Map())]
+            .filter(([name]) => named(name))
+            .map(([, d]) => ({
+              version_info: d.version,
+              cluster: redactSensitive(protos, protos.lookupType('google.protobuf.Any')!, d.resource as Json),
+              last_updated: new Date(d.lastUpdated).toISOString(),
+            })),
+        ),
       },
     ];
     if (q.has('include_eds')) {
-      // Endpoints of the static clusters as Envoy's EndpointsConfigDump shows them; Herald has
-      // no EDS, so there are never dynamic_endpoint_configs.
+      // Static clusters' endpoints, and the ClusterLoadAssignments EDS delivered.
+      const dynamicEds = [...this.server.edsVersions]
+        .filter(([name]) => named(name))
+        .map(([, d]) => ({
+          version_info: d.version,
+          endpoint_config: d.resource as Json,
+          last_updated: new Date(d.lastUpdated).toISOString(),
+        }));
       configs.push({
         '@type': 'type.googleapis.com/envoy.admin.v3.EndpointsConfigDump',
         static_endpoint_configs: (this.server.clusterManager?.all() ?? [])
-          .filter((c) => named(c.name))
+          .filter((c) => named(c.name) && c.config.type !== 'EDS')
           .map((c) => ({ endpoint_config: loadAssignment(c) })),
+        ...nonEmpty('dynamic_endpoint_configs', dynamicEds),
       });
     }
     configs.push({
       '@type': 'type.googleapis.com/envoy.admin.v3.ListenersConfigDump',
+      ...(this.server.xds ? { version_info: this.server.xds.client.versionInfo(LISTENER_TYPE) } : {}),
       static_listeners: (sr.listeners ?? [])
         .filter((l) => named(l.name))
         .map((listener) => ({ listener, last_updated: started })),
+      ...nonEmpty(
+        'dynamic_listeners',
+        [...this.server.dynamicListeners]
+          .filter(([name]) => named(name))
+          .map(([name, d]) => ({
+            name,
+            active_state: {
+              version_info: d.version,
+              listener: redactSensitive(
+                protos,
+                protos.lookupType('google.protobuf.Any')!,
+                d.resource as Json,
+              ),
+              last_updated: new Date(d.lastUpdated).toISOString(),
+            },
+          })),
+      ),
     });
+    const rdsTables = this.server.context.rds.all().filter((r) => r.resource && named(r.name));
+    if (rdsTables.length)
+      configs.push({
+        '@type': 'type.googleapis.com/envoy.admin.v3.RoutesConfigDump',
+        dynamic_route_configs: rdsTables.map((r) => ({
+          version_info: r.version,
+          route_config: r.resource as Json,
+          last_updated: new Date(r.lastUpdated).toISOString(),
+        })),
+      });
     const resource = q.get('resource');
     const mask = q.get('mask');
     const paths = mask ? mask.split(',').filter(Boolean) : [];
@@ -548,4 +595,9 @@ function send(res: http.ServerResponse, status: number, body: string): void {
 function sendJson(res: http.ServerResponse, body: unknown): void {
   res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache, max-age=0' });
   res.end(`${JSON.stringify(body, null, 2)}\n`);
+}
+
+/** Proto3 JSON leaves out empty repeated fields, as Envoy's admin output does. */
+function nonEmpty(key: string, items: Json[]): Record<string, Json> {
+  return items.length ? { [key]: items } : {};
 }

@@ -21,6 +21,8 @@ export function compileConfigSource(r: Reader): ConfigSourceConfig {
   }
   throw r.error(
     kind,
-    kind ? `config source '${kind}' is not supported yet (use ads or path_config_source)` : 'a config source is required',
+    kind
+      ? `config source '${kind}' is not supported yet (use ads or path_config_source)`
+      : 'a config source is required',
   );
 }

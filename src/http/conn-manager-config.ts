@@ -197,6 +197,7 @@ export const httpConnectionManagerFactory: ExtensionFactory<NetworkFilterFactory
     return {
       name: 'envoy.filters.network.http_connection_manager',
       terminal: true,
+      ...(cfg.rds ? { routeConfigs: [cfg.rds] } : {}),
       createFilter() {
         cm ??= new ConnectionManager(
           cfg,

@@ -46,7 +46,7 @@ export class ActiveListener {
   boundPort = 0;
 
   constructor(
-    readonly config: ListenerConfig,
+    public config: ListenerConfig,
     private readonly stats: StatsStore,
     /** This process's worker number, for listener.<addr>.worker_<n>.* stats. */
     private readonly workerIndex = 0,
@@ -337,6 +337,16 @@ export class ActiveListener {
     const closed = this.close(false);
     this.encourageDrain();
     return closed;
+  }
+
+  /**
+   * LDS changed this listener but not its address: new connections take the new filter chains;
+   * those already open are asked to wind down (Envoy drains the old listener's connections).
+   */
+  updateConfig(config: ListenerConfig): void {
+    this.config = config;
+    for (const d of this.drains.values()) d();
+    this.drains.clear();
   }
 
   /** Asks open connections (and those still to come) to wind down, while still accepting. */

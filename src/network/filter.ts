@@ -36,6 +36,8 @@ export interface NetworkFilter {
 export interface NetworkFilterFactory {
   name: string;
   terminal: boolean;
+  /** RDS route configurations this filter uses (a listener warms until they arrive). */
+  routeConfigs?: import('../router/rds.js').RouteConfigHolder[];
   createFilter(): NetworkFilter;
 }
 

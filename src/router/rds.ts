@@ -1,8 +1,9 @@
 // Route configurations that arrive by RDS: a connection manager with `rds`
 // holds a RouteConfigHolder by name; each new version replaces the table for
 // streams that start afterwards (a stream keeps the table it started with).
-import { ReadContext } from '../config/reader.js';
+
 import type { JsonObject } from '../config/proto-json.js';
+import { ReadContext } from '../config/reader.js';
 import { compileRouteConfiguration, type RouteTable } from './route-config.js';
 
 /** config.core.v3.ConfigSource, as Herald supports it. */
@@ -66,6 +67,17 @@ export class RdsRegistry {
       this.onNewName?.(name, source);
     }
     return h;
+  }
+
+  /** A table arrived (a worker may get it before the listener that uses it). */
+  update(name: string, table: RouteTable, resource: JsonObject, version: string): void {
+    let h = this.holders.get(name);
+    if (!h)
+      this.holders.set(
+        name,
+        (h = new RouteConfigHolder(name, { kind: 'ads', initialFetchTimeoutMs: 15000 })),
+      );
+    h.update(table, resource, version);
   }
 
   get(name: string): RouteConfigHolder | undefined {

@@ -7,10 +7,10 @@ import { ReadContext, type Reader } from '../config/reader.js';
 import { makeFactoryContext } from '../extensions/compile.js';
 import { compileListener, type ListenerConfig } from '../listener/listener-config.js';
 import { compileAddress, type SocketAddress } from '../network/address.js';
+import type { ConfigSourceConfig } from '../router/rds.js';
 import { compileStatsOptions } from '../stats/stats-config.js';
 import type { StatsOptions } from '../stats/store.js';
 import { type ClusterConfig, compileCluster } from '../upstream/cluster-config.js';
-import type { ConfigSourceConfig } from '../router/rds.js';
 import type { ServerContext } from './server-context.js';
 
 export interface NodeInfo {

@@ -9,8 +9,12 @@ import type { JsonObject } from '../config/proto-json.js';
 import { loadBootstrapIsolated } from '../config/proto-worker.js';
 import { registerBuiltinExtensions } from '../extensions/builtin.js';
 import { ActiveListener } from '../listener/listener.js';
+import type { ListenerConfig } from '../listener/listener-config.js';
 import { hashPolicyCompiled } from '../router/hash-policy.js';
+import type { RouteConfigHolder } from '../router/rds.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../xds/resources.js';
+import { applyResources, XdsManager, type XdsResource } from '../xds/xds-manager.js';
 import { type BootstrapConfig, type CompileOptions, compileBootstrap } from './bootstrap-config.js';
 import { ServerContext } from './server-context.js';
 import { VERSION } from './version.js';
@@ -42,6 +46,7 @@ export interface ServerOptions extends CompileOptions {
     listeners: WorkerListener[];
     hostHealth: Record<string, Array<[string, number]>>;
     reportImmediateFail(cluster: string, address: string): void;
+    dynamic?: Array<{ typeUrl: string; resources: XdsResource[]; ports?: Record<string, number> }>;
   };
 }
 
@@ -144,6 +149,11 @@ export class Server {
         this.listeners.push(l);
       }
     }
+    if (worker) {
+      // Dynamic resources the main process had applied before this worker started.
+      for (const d of worker.dynamic ?? [])
+        await applyResources(this, d.typeUrl, d.resources, [], undefined, d.ports);
+    } else await this.startXds();
     stats.counter('listener_manager.listener_added').inc(this.listeners.length);
     stats.counter('cluster_manager.cluster_added').inc(this.config.clusters.length);
     this.state = 'LIVE';
@@ -168,6 +178,18 @@ export class Server {
       sharedCounters,
       drainTimeMs: (this.options.drainTimeS ?? 600) * 1000,
       hostHealth: () => Object.fromEntries(cm.all().map((c) => [c.name, c.activeHealthSnapshot()])),
+      dynamicState: () =>
+        [CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE, LISTENER_TYPE].flatMap((typeUrl) => {
+          const m = this.dynamicState.get(typeUrl);
+          if (!m?.size) return [];
+          return [
+            {
+              typeUrl,
+              resources: [...m.values()],
+              ...(typeUrl === LISTENER_TYPE ? { ports: this.listenerPorts() } : {}),
+            },
+          ];
+        }),
       onImmediateFail: (cluster, address) => {
         for (const h of cm.get(cluster)?.allHosts() ?? [])
           if (h.addressString === address) h.healthChecker?.setUnhealthy('IMMEDIATE_HEALTH_CHECK_FAIL');
@@ -188,6 +210,90 @@ export class Server {
       this.listeners.push(l);
     }
     await workers.start();
+  }
+
+  /** Dynamic resources in force, by type URL and name (for /config_dump and new workers). */
+  readonly dynamicState = new Map<string, Map<string, XdsResource>>();
+  /** EDS assignments in force, by cluster_name. */
+  readonly edsVersions = new Map<string, { version: string; lastUpdated: number; resource: unknown }>();
+  /** LDS listeners: version and update time, by name. */
+  readonly dynamicListeners = new Map<string, { version: string; lastUpdated: number; resource: unknown }>();
+  xds: XdsManager | undefined;
+  /** Told of each listener this process creates (a worker reports closed connections). */
+  onListenerCreated: ((l: ActiveListener) => void) | undefined;
+
+  private async startXds(): Promise<void> {
+    const dyn = this.config.dynamic;
+    if (!dyn?.ads) return;
+    const c = this.config.clusters.find((x) => x.name === dyn.ads!.cluster);
+    const ep = c?.localities[0]?.endpoints[0];
+    if (!ep) throw new Error(`ADS cluster '${dyn.ads.cluster}' has no endpoint`);
+    const host = ep.address.host.includes(':') ? `[${ep.address.host}]` : ep.address.host;
+    this.xds = new XdsManager(this, `${host}:${ep.address.port}`, dyn.ads.apiType, dyn);
+    await this.xds.start();
+  }
+
+  /**
+   * LDS: adds a listener, or changes one. Same address: it keeps its socket, new connections take
+   * the new config and open ones are asked to wind down. Otherwise the old one drains and a new
+   * one binds. `port`: in a worker, where the main process bound it.
+   */
+  async applyListener(
+    config: ListenerConfig,
+    version: string,
+    resource: unknown,
+    port?: number,
+  ): Promise<void> {
+    this.dynamicListeners.set(config.name, { version, lastUpdated: Date.now(), resource });
+    const stats = this.context.stats;
+    const old = this.listeners.find((l) => l.name === config.name);
+    const sameAddress =
+      old &&
+      old.config.address.host === config.address.host &&
+      old.config.address.port === config.address.port;
+    if (old && sameAddress) {
+      old.updateConfig(config);
+      this.workers?.updateDynamic(config);
+      stats.counter('listener_manager.listener_modified').inc();
+      return;
+    }
+    // Warming: a listener starts once the route tables it uses have arrived (or their fetch timed out).
+    const holders = routeConfigHolders(config).filter((h) => !h.warm);
+    if (holders.length) {
+      const limit = Math.max(...holders.map((h) => h.source.initialFetchTimeoutMs));
+      await Promise.race([
+        Promise.all(holders.map((h) => h.whenWarm())),
+        ...(limit > 0 ? [new Promise((r) => setTimeout(r, limit).unref())] : []),
+      ]);
+    }
+    if (old) await this.removeListener(config.name, false);
+    const l = new ActiveListener(config, stats, this.options.worker?.index ?? 0);
+    if (this.workers) await l.listen({ port: this.workers.bindDynamic(config) });
+    else if (this.options.worker) await l.listen({ port: port ?? config.address.port });
+    else await l.listen();
+    this.onListenerCreated?.(l);
+    this.listeners.push(l);
+    stats.counter('listener_manager.listener_added').inc();
+    stats.gauge('listener_manager.total_listeners_active').set(this.listeners.length);
+  }
+
+  /** LDS removal: the listener stops accepting; its connections drain. */
+  async removeListener(name: string, count = true): Promise<void> {
+    const i = this.listeners.findIndex((l) => l.name === name);
+    if (i < 0) return;
+    const [l] = this.listeners.splice(i, 1);
+    this.workers?.unbindDynamic(name);
+    if (count) {
+      this.dynamicListeners.delete(name);
+      this.context.stats.counter('listener_manager.listener_removed').inc();
+    }
+    this.context.stats.gauge('listener_manager.total_listeners_active').set(this.listeners.length);
+    void l!.drain();
+  }
+
+  /** Bound ports of the listeners by name (what workers need for LDS listeners). */
+  listenerPorts(): Record<string, number> {
+    return Object.fromEntries(this.listeners.map((l) => [l.name, l.boundPort]));
   }
 
   /** Carries an admin change that workers must see too (log levels, log reopening, draining). */
@@ -279,6 +385,7 @@ export class Server {
       this.state = 'DRAINING';
       clearInterval(this.flushTimer);
       clearTimeout(this.drainTimer);
+      this.xds?.close();
       if (this.workers) {
         await this.workers.stop(drainMs);
         this.clusterManager?.destroy();
@@ -293,4 +400,10 @@ export class Server {
     })();
     return this.stopping;
   }
+}
+
+/** The RDS route configurations a listener's connection managers use. */
+function routeConfigHolders(config: ListenerConfig): RouteConfigHolder[] {
+  const chains = [...config.filterChains, ...(config.defaultFilterChain ? [config.defaultFilterChain] : [])];
+  return chains.flatMap((c) => c.filterFactories.flatMap((f) => f.routeConfigs ?? []));
 }

@@ -5,7 +5,10 @@ import type net from 'node:net';
 import { reopenAccessLogs } from '../accesslog/access-log.js';
 import { allLoggers, logger, setThreadId } from '../common/logger.js';
 import { useSharedCounters } from '../common/shared-counters.js';
+import type { ActiveListener } from '../listener/listener.js';
 import type { Counter, Gauge } from '../stats/store.js';
+import { ENDPOINT_TYPE, ROUTE_TYPE } from '../xds/resources.js';
+import { applyResources } from '../xds/xds-manager.js';
 import { Server } from './server.js';
 import type { MainToWorker, StatsDelta, WorkerInit, WorkerToMain } from './worker-protocol.js';
 
@@ -20,6 +23,9 @@ function send(m: WorkerToMain): void {
 }
 
 let server: Server | undefined;
+let xdsQueue: Promise<void> = Promise.resolve();
+/** Connections handed over for a listener this worker has not created yet. */
+const waitingConns = new Map<string, net.Socket[]>();
 const sentCounters = new Map<Counter, number>();
 const sentGauges = new Map<Gauge, number>();
 
@@ -81,15 +87,21 @@ async function init(m: WorkerInit): Promise<void> {
         listeners: m.listeners,
         hostHealth: m.hostHealth,
         reportImmediateFail: (c, a) => send({ t: 'hcfail', c, a }),
+        dynamic: m.dynamic,
       },
     },
     m.canonical,
   );
-  await server.start();
-  for (const l of server.listeners) {
+  const report = (l: ActiveListener) => {
     const name = l.name;
     l.onConnectionClosed = () => send({ t: 'cx', l: name });
-  }
+    const waiting = waitingConns.get(name);
+    waitingConns.delete(name);
+    for (const s of waiting ?? []) l.adopt(s);
+  };
+  server.onListenerCreated = report;
+  await server.start();
+  for (const l of server.listeners) report(l);
   const beat = setInterval(() => send({ t: 'hb' }), m.heartbeatMs);
   const flush = setInterval(() => {
     const d = statsDelta();
@@ -117,7 +129,15 @@ process.on('message', (m: MainToWorker, handle?: net.Socket) => {
       pauseHandedOver(handle);
       const l = server?.listeners.find((x) => x.name === m.l);
       if (l) l.adopt(handle);
-      else handle.destroy();
+      else {
+        // An LDS listener the main process bound a moment before this worker applied it.
+        const q = waitingConns.get(m.l) ?? [];
+        q.push(handle);
+        waitingConns.set(m.l, q);
+        setTimeout(() => {
+          if (!handle.destroyed && waitingConns.get(m.l)?.includes(handle)) handle.destroy();
+        }, 5000).unref();
+      }
       return;
     }
     case 'hc':
@@ -140,6 +160,22 @@ process.on('message', (m: MainToWorker, handle?: net.Socket) => {
       return;
     case 'reopen':
       reopenAccessLogs();
+      return;
+    case 'xds':
+      // Validated by the main process already; applied in the order sent.
+      if (server && (m.typeUrl === ROUTE_TYPE || m.typeUrl === ENDPOINT_TYPE)) {
+        // At once, as in the main process: a listener being applied may wait for these routes.
+        void applyResources(server, m.typeUrl, m.resources, m.removed).catch((e) =>
+          log.error(`applying ${m.typeUrl} from the main process failed: ${(e as Error).message}`),
+        );
+      } else if (server) {
+        const s = server;
+        xdsQueue = xdsQueue
+          .then(() => applyResources(s, m.typeUrl, m.resources, m.removed, undefined, m.ports))
+          .catch((e) =>
+            log.error(`applying ${m.typeUrl} from the main process failed: ${(e as Error).message}`),
+          );
+      }
       return;
   }
 });

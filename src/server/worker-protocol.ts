@@ -1,5 +1,6 @@
 // Messages between Herald's main process and its workers (over the IPC channel).
 import type { JsonObject } from '../config/proto-json.js';
+import type { XdsResource } from '../xds/xds-manager.js';
 
 export interface WorkerListener {
   name: string;
@@ -20,6 +21,8 @@ export interface WorkerInit {
   /** Active health-check bits per cluster: [address, bits][]. */
   hostHealth: Record<string, Array<[string, number]>>;
   sharedCounters: string;
+  /** Dynamic resources in force, in the order to apply them (clusters, endpoints, listeners, routes). */
+  dynamic: Array<{ typeUrl: string; resources: XdsResource[]; ports?: Record<string, number> }>;
   heartbeatMs: number;
   statsFlushMs: number;
 }
@@ -32,7 +35,15 @@ export type MainToWorker =
   | { t: 'drain'; inboundOnly: boolean; graceful: boolean }
   | { t: 'stop'; drainMs: number }
   | { t: 'log'; levels: Record<string, string> }
-  | { t: 'reopen' };
+  | { t: 'reopen' }
+  /** Validated xDS resources to apply; `ports`: where the main process bound new listeners. */
+  | {
+      t: 'xds';
+      typeUrl: string;
+      resources: XdsResource[];
+      removed: string[];
+      ports?: Record<string, number>;
+    };
 
 export interface StatsDelta {
   /** [name, increment] for counters that moved. */

@@ -28,6 +28,8 @@ const FIRST_LISTEN_FD = 4;
 
 interface BoundListener {
   config: ListenerConfig;
+  /** Bound after the workers started (LDS): not among their inherited fds. */
+  dynamic?: boolean;
   socket: ListenSocket;
   /** Exact balance: the main process accepts here. */
   acceptor?: net.Server;
@@ -58,6 +60,8 @@ export interface WorkerManagerOptions {
   drainTimeMs: number;
   /** Active health-check bits per cluster, for a new worker. */
   hostHealth: () => Record<string, Array<[string, number]>>;
+  /** The xDS resources in force, for a worker that starts now. */
+  dynamicState: () => WorkerInit['dynamic'];
   /** A worker saw x-envoy-immediate-health-check-fail from a host. */
   onImmediateFail: (cluster: string, address: string) => void;
   stats: StatsStore;
@@ -108,6 +112,37 @@ export class WorkerManager {
     return ports;
   }
 
+  /**
+   * An LDS listener (in the main process of several workers): bound here and served like exact
+   * balance, since a socket cannot be added to a worker's inherited fds after it started.
+   */
+  bindDynamic(config: ListenerConfig): number {
+    this.unbindDynamic(config.name);
+    const { host, port, ipv4Compat } = config.address;
+    const socket = makeListenSocket(host, port, net.isIPv6(host) && !ipv4Compat);
+    const b: BoundListener = { config, socket, dynamic: true };
+    const acceptor = net.createServer({ pauseOnConnect: true }, (s) => this.dispatch(b, s));
+    acceptor.listen({ fd: socket.fd });
+    b.acceptor = acceptor;
+    this.bound.push(b);
+    log.info(`listener '${config.name}' (LDS) bound to ${host}:${socket.port}`);
+    return socket.port;
+  }
+
+  /** The new config of a listener whose address did not change. */
+  updateDynamic(config: ListenerConfig): void {
+    const b = this.bound.find((x) => x.config.name === config.name);
+    if (b) b.config = config;
+  }
+
+  unbindDynamic(name: string): void {
+    const i = this.bound.findIndex((b) => b.config.name === name);
+    if (i < 0) return;
+    const [b] = this.bound.splice(i, 1);
+    b!.acceptor?.close();
+    b!.socket.close();
+  }
+
   async start(): Promise<void> {
     const ready: Promise<void>[] = [];
     for (let i = 0; i < this.opts.concurrency; i++) {
@@ -144,11 +179,14 @@ export class WorkerManager {
       serviceCluster: this.opts.serviceCluster,
       serviceNode: this.opts.serviceNode,
       logLevels: levels,
-      listeners: this.bound.map((b) =>
-        b.acceptor
-          ? { name: b.config.name, port: b.socket.port }
-          : { name: b.config.name, port: b.socket.port, fd: fdIndex++ },
-      ),
+      listeners: this.bound
+        .filter((b) => !b.dynamic)
+        .map((b) =>
+          b.acceptor
+            ? { name: b.config.name, port: b.socket.port }
+            : { name: b.config.name, port: b.socket.port, fd: fdIndex++ },
+        ),
+      dynamic: this.opts.dynamicState(),
       hostHealth: this.opts.hostHealth(),
       sharedCounters: this.opts.sharedCounters,
       heartbeatMs: Math.max(5, Math.min(50, this.opts.watchdog.missMs / 4)),

@@ -1,10 +1,10 @@
 // config.cluster.v3.Cluster -> ClusterConfig (plain data, safe to hand to workers).
 import { compileConfigSource } from '../config/config-source.js';
 import type { Reader } from '../config/reader.js';
-import type { ConfigSourceConfig } from '../router/rds.js';
 import type { LbPolicyConfig } from '../extensions/load_balancing_policies/policies.js';
 import { registry } from '../extensions/registry.js';
 import { compileAddress, type SocketAddress } from '../network/address.js';
+import type { ConfigSourceConfig } from '../router/rds.js';
 import { compileHealthCheck, type HealthCheckConfig } from './health_checkers/config.js';
 import { compileOutlierDetection, type OutlierDetectionConfig } from './outlier-detection.js';
 import {

@@ -1,0 +1,267 @@
+// Herald's side of dynamic configuration: the xDS client's updates become
+// clusters, endpoints, listeners and route tables of the running server.
+//
+// Every resource is validated with Herald's strict walker and compiled before
+// anything is applied: a bad resource rejects the whole response (NACK with
+// the error naming the field), and the last good config stays in force.
+// Applying never interrupts traffic: a replaced cluster finishes its requests
+// in flight on its old connections, a route table change affects streams that
+// start afterwards, a changed listener keeps its socket.
+//
+// In the main process of several workers, the validated resources are also
+// sent to every worker (as canonical JSON), which applies them the same way.
+
+import { logger } from '../common/logger.js';
+import { envoyProtos } from '../config/envoy-protos.js';
+import { ConfigError, ConfigErrors } from '../config/errors.js';
+import { type JsonObject, walkMessage } from '../config/proto-json.js';
+import { ReadContext } from '../config/reader.js';
+import { makeFactoryContext } from '../extensions/compile.js';
+import { compileListener, type ListenerConfig } from '../listener/listener-config.js';
+import type { ConfigSourceConfig } from '../router/rds.js';
+import { compileRouteConfiguration, type RouteTable } from '../router/route-config.js';
+import type { Server } from '../server/server.js';
+import { type ClusterConfig, compileCluster, compileLoadAssignment } from '../upstream/cluster-config.js';
+import { XdsClient, type XdsUpdate } from './client/xds-client.js';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from './resources.js';
+
+const log = logger('config');
+
+/** One resource as workers receive it. */
+export interface XdsResource {
+  name: string;
+  version: string;
+  resource: JsonObject;
+}
+
+const TYPE_NAMES: Record<string, string> = {
+  [LISTENER_TYPE]: 'envoy.config.listener.v3.Listener',
+  [CLUSTER_TYPE]: 'envoy.config.cluster.v3.Cluster',
+  [ROUTE_TYPE]: 'envoy.config.route.v3.RouteConfiguration',
+  [ENDPOINT_TYPE]: 'envoy.config.endpoint.v3.ClusterLoadAssignment',
+};
+
+type Compiled =
+  | { kind: 'cluster'; name: string; config: ClusterConfig }
+  | { kind: 'listener'; name: string; config: ListenerConfig }
+  | { kind: 'route'; name: string; table: RouteTable }
+  | { kind: 'endpoints'; name: string; assignment: ReturnType<typeof compileLoadAssignment> };
+
+/** Compiles one canonical resource; throws ConfigErrors naming the field. */
+export function compileResource(server: Server, typeUrl: string, r: XdsResource): Compiled {
+  const { '@type': _t, ...body } = r.resource;
+  const path = `${typeUrl.slice(typeUrl.lastIndexOf('.') + 1)} '${r.name}'`;
+  const rc = new ReadContext();
+  const reader = rc.root(body as JsonObject, path);
+  let out: Compiled;
+  try {
+    if (typeUrl === CLUSTER_TYPE) out = { kind: 'cluster', name: r.name, config: compileCluster(reader) };
+    else if (typeUrl === LISTENER_TYPE)
+      out = {
+        kind: 'listener',
+        name: r.name,
+        config: compileListener(reader, makeFactoryContext(server.context, path), 0),
+      };
+    else if (typeUrl === ROUTE_TYPE)
+      out = {
+        kind: 'route',
+        name: r.name,
+        // RDS tables are not validated against clusters (Envoy's default for RDS).
+        table: compileRouteConfiguration(reader, { validateClustersDefault: false }),
+      };
+    else if (typeUrl === ENDPOINT_TYPE)
+      out = { kind: 'endpoints', name: r.name, assignment: compileLoadAssignment(reader) };
+    else throw new ConfigError(path, `resource type ${typeUrl} is not supported`);
+    rc.assertAllRead();
+  } catch (e) {
+    if (e instanceof ConfigError) throw new ConfigErrors([e]);
+    throw e;
+  }
+  return out;
+}
+
+/**
+ * Applies compiled resources of one type, and removals. Returns when new clusters are warm
+ * (their endpoints arrived) so that a listener update that follows can use them.
+ */
+export async function applyResources(
+  server: Server,
+  typeUrl: string,
+  resources: XdsResource[],
+  removed: string[],
+  compiled?: Compiled[],
+  ports?: Record<string, number>,
+): Promise<void> {
+  const items = compiled ?? resources.map((r) => compileResource(server, typeUrl, r));
+  let state = server.dynamicState.get(typeUrl);
+  if (!state) server.dynamicState.set(typeUrl, (state = new Map()));
+  for (const r of resources) state.set(r.name, r);
+  for (const name of removed) state.delete(name);
+  const cm = server.clusterManager;
+  const now = Date.now();
+  const warming: Promise<void>[] = [];
+  const listeners: Promise<void>[] = [];
+  items.forEach((c, i) => {
+    const r = resources[i]!;
+    if (c.kind === 'cluster') {
+      warming.push(cm.addOrUpdate(c.config));
+      cm.dynamic.set(c.name, { version: r.version, lastUpdated: now, resource: r.resource });
+    } else if (c.kind === 'endpoints') {
+      for (const cl of cm.all())
+        if (cl.config.eds?.serviceName === c.name)
+          cl.updateAssignment(c.assignment.localities, c.assignment.overprovisioningFactor);
+      server.edsVersions.set(c.name, { version: r.version, lastUpdated: now, resource: r.resource });
+    } else if (c.kind === 'route') {
+      server.context.rds.update(c.name, c.table, r.resource, r.version);
+    } else {
+      listeners.push(server.applyListener(c.config, r.version, r.resource, ports?.[c.name]));
+    }
+  });
+  // Listeners are bound before the update counts as applied (their port is known then).
+  await Promise.all(listeners);
+  for (const name of removed) {
+    if (typeUrl === CLUSTER_TYPE) cm.remove(name);
+    else if (typeUrl === LISTENER_TYPE) await server.removeListener(name);
+  }
+  // Clusters warm in the background; the update is applied either way.
+  void Promise.all(warming);
+}
+
+export class XdsManager {
+  readonly client: XdsClient;
+  private readonly edsNames = new Set<string>();
+  private readonly rdsNames = new Set<string>();
+  private readonly firstUpdate = new Map<string, () => void>();
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly server: Server,
+    target: string,
+    apiType: 'GRPC' | 'DELTA_GRPC',
+    private readonly dyn: { lds?: ConfigSourceConfig | undefined; cds?: ConfigSourceConfig | undefined },
+  ) {
+    const node = server.config.node;
+    this.client = new XdsClient({
+      target,
+      node: { id: node.id, cluster: node.cluster, metadata: node.metadata },
+      apiType,
+      onUpdate: (typeUrl, u) => this.onUpdate(typeUrl, u),
+      initialFetchTimeoutMs: Math.max(
+        dyn.lds?.initialFetchTimeoutMs ?? 15000,
+        dyn.cds?.initialFetchTimeoutMs ?? 15000,
+      ),
+      onInitialFetchTimeout: (typeUrl) => {
+        log.warn(`xDS: nothing received for ${typeUrl} within initial_fetch_timeout`);
+        this.firstUpdate.get(typeUrl)?.();
+      },
+    });
+    const stats = server.context.stats;
+    const connected = stats.gauge('control_plane.connected_state');
+    this.client.on('connected', () => connected.set(1));
+    this.client.on('disconnected', () => connected.set(0));
+  }
+
+  /** Subscribes and waits for the first CDS then LDS answers (or their initial fetch timeouts). */
+  async start(): Promise<void> {
+    const rds = this.server.context.rds;
+    rds.onNewName = (name, source) => {
+      if (source.kind === 'ads') this.subscribeRds(name);
+    };
+    for (const h of rds.all()) if (h.source.kind === 'ads') this.subscribeRds(h.name);
+    for (const c of this.server.clusterManager.all()) this.maybeSubscribeEds(c.config);
+    const waits: Promise<void>[] = [];
+    if (this.dyn.cds?.kind === 'ads') {
+      waits.push(this.waitFirst(CLUSTER_TYPE));
+      this.client.subscribe(CLUSTER_TYPE);
+    }
+    if (this.dyn.lds?.kind === 'ads') {
+      waits.push(this.waitFirst(LISTENER_TYPE));
+      this.client.subscribe(LISTENER_TYPE);
+    }
+    await this.client.start();
+    await Promise.all(waits);
+  }
+
+  private waitFirst(typeUrl: string): Promise<void> {
+    return new Promise((resolve) => this.firstUpdate.set(typeUrl, resolve));
+  }
+
+  private subscribeRds(name: string): void {
+    if (this.rdsNames.has(name)) return;
+    this.rdsNames.add(name);
+    this.client.subscribe(ROUTE_TYPE, [name]);
+  }
+
+  private maybeSubscribeEds(c: ClusterConfig): void {
+    const eds = c.eds;
+    if (eds?.source.kind !== 'ads' || this.edsNames.has(eds.serviceName)) return;
+    this.edsNames.add(eds.serviceName);
+    this.client.subscribe(ENDPOINT_TYPE, [eds.serviceName]);
+  }
+
+  private onUpdate(typeUrl: string, u: XdsUpdate): string | undefined {
+    const typeName = TYPE_NAMES[typeUrl];
+    if (!typeName) return `resource type ${typeUrl} is not supported`;
+    const resources: XdsResource[] = [];
+    for (const [name, ru] of [...u.added, ...u.updated]) {
+      const { '@type': _t, ...body } = ru.resource;
+      const { value, errors } = walkMessage(
+        envoyProtos(),
+        typeName,
+        body,
+        { checkRequired: true },
+        `${name}: `,
+      );
+      if (errors.length || !value) return errors.map((e) => e.message).join('; ') || `${name}: invalid`;
+      resources.push({ name, version: ru.version, resource: value });
+    }
+    let compiled: Compiled[];
+    try {
+      compiled = resources.map((r) => compileResource(this.server, typeUrl, r));
+    } catch (e) {
+      if (e instanceof ConfigErrors) return e.errors.map((x) => x.message).join('; ');
+      return (e as Error).message;
+    }
+    const stats = this.server.context.stats;
+    const prefix =
+      typeUrl === CLUSTER_TYPE
+        ? 'cluster_manager.cds.'
+        : typeUrl === LISTENER_TYPE
+          ? 'listener_manager.lds.'
+          : undefined;
+    if (typeUrl === ROUTE_TYPE || typeUrl === ENDPOINT_TYPE) {
+      // Routes and endpoints apply at once: a listener or cluster may be waiting for them (warming).
+      void applyResources(this.server, typeUrl, resources, u.removed, compiled);
+      this.server.workers?.broadcast({ t: 'xds', typeUrl, resources, removed: u.removed });
+      return undefined;
+    }
+    // Listeners and clusters are applied one after another, in the order they arrived, then sent
+    // to workers (with the ports new listeners were bound to).
+    this.queue = this.queue
+      .then(async () => {
+        await applyResources(this.server, typeUrl, resources, u.removed, compiled);
+        const ports = typeUrl === LISTENER_TYPE ? this.server.listenerPorts() : undefined;
+        this.server.workers?.broadcast({
+          t: 'xds',
+          typeUrl,
+          resources,
+          removed: u.removed,
+          ...(ports ? { ports } : {}),
+        });
+        if (prefix) stats.counter(`${prefix}update_success`).inc();
+        this.firstUpdate.get(typeUrl)?.();
+        this.firstUpdate.delete(typeUrl);
+      })
+      .catch((e) => log.error(`xDS: applying ${typeUrl} failed: ${(e as Error).stack ?? e}`));
+    // EDS clusters among the new ones need their endpoints.
+    for (const c of compiled) if (c.kind === 'cluster') this.maybeSubscribeEds(c.config);
+    log.info(
+      `xDS: applied ${resources.length} ${typeUrl.slice(typeUrl.lastIndexOf('.') + 1)} resource(s), removed ${u.removed.length} (version ${u.versionInfo})`,
+    );
+    return undefined;
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
