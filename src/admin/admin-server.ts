@@ -400,7 +400,9 @@ export class AdminServer {
       { '@type': 'type.googleapis.com/envoy.admin.v3.BootstrapConfigDump', bootstrap, last_updated: started },
       {
         '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump',
-        ...(this.server.xds ? { version_info: this.server.xds.client.versionInfo(CLUSTER_TYPE) } : {}),
+        ...(this.server.xds?.client
+          ? { version_info: this.server.xds.client.versionInfo(CLUSTER_TYPE) }
+          : {}),
         static_clusters: (sr.clusters ?? [])
           .filter((c) => named(c.name))
           .map((cluster) => ({ cluster, last_updated: started })),
@@ -435,7 +437,7 @@ export class AdminServer {
     }
     configs.push({
       '@type': 'type.googleapis.com/envoy.admin.v3.ListenersConfigDump',
-      ...(this.server.xds ? { version_info: this.server.xds.client.versionInfo(LISTENER_TYPE) } : {}),
+      ...(this.server.xds?.client ? { version_info: this.server.xds.client.versionInfo(LISTENER_TYPE) } : {}),
       static_listeners: (sr.listeners ?? [])
         .filter((l) => named(l.name))
         .map((listener) => ({ listener, last_updated: started })),

@@ -266,11 +266,13 @@ export class ProtoJsonWalker {
       return out;
     }
     if (field.repeated) {
-      if (!Array.isArray(raw)) return this.fail(path, `expected a list, got ${describe(raw)}`);
+      // Envoy's JSON parser takes a single value where a list is expected, as a list of one
+      // (Envoy's own examples rely on it, e.g. `filters:` given as one object).
+      const list: unknown[] = Array.isArray(raw) ? raw : [raw];
       const itemRules =
         rules && isPlainObject(rules.repeated) ? (rules.repeated.items as Rules | undefined) : undefined;
       const out: Json[] = [];
-      raw.forEach((item, i) => {
+      list.forEach((item, i) => {
         const v = this.single(field, item, `${path}[${i}]`, itemRules);
         if (v !== undefined) out.push(v);
       });

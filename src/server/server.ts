@@ -224,12 +224,21 @@ export class Server {
 
   private async startXds(): Promise<void> {
     const dyn = this.config.dynamic;
-    if (!dyn?.ads) return;
-    const c = this.config.clusters.find((x) => x.name === dyn.ads!.cluster);
-    const ep = c?.localities[0]?.endpoints[0];
-    if (!ep) throw new Error(`ADS cluster '${dyn.ads.cluster}' has no endpoint`);
-    const host = ep.address.host.includes(':') ? `[${ep.address.host}]` : ep.address.host;
-    this.xds = new XdsManager(this, `${host}:${ep.address.port}`, dyn.ads.apiType, dyn);
+    const files =
+      dyn?.lds?.kind === 'path' ||
+      dyn?.cds?.kind === 'path' ||
+      this.config.clusters.some((c) => c.eds) ||
+      this.context.rds.all().length > 0;
+    if (!dyn?.ads && !files) return;
+    let ads: { target: string; apiType: 'GRPC' | 'DELTA_GRPC' } | undefined;
+    if (dyn?.ads) {
+      const c = this.config.clusters.find((x) => x.name === dyn.ads!.cluster);
+      const ep = c?.localities[0]?.endpoints[0];
+      if (!ep) throw new Error(`ADS cluster '${dyn.ads.cluster}' has no endpoint`);
+      const host = ep.address.host.includes(':') ? `[${ep.address.host}]` : ep.address.host;
+      ads = { target: `${host}:${ep.address.port}`, apiType: dyn.ads.apiType };
+    }
+    this.xds = new XdsManager(this, ads, dyn ?? { lds: undefined, cds: undefined });
     await this.xds.start();
   }
 

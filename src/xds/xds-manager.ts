@@ -23,6 +23,7 @@ import { compileRouteConfiguration, type RouteTable } from '../router/route-conf
 import type { Server } from '../server/server.js';
 import { type ClusterConfig, compileCluster, compileLoadAssignment } from '../upstream/cluster-config.js';
 import { XdsClient, type XdsUpdate } from './client/xds-client.js';
+import { FileSource } from './file-source.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from './resources.js';
 
 const log = logger('config');
@@ -106,6 +107,15 @@ export async function applyResources(
     if (c.kind === 'cluster') {
       warming.push(cm.addOrUpdate(c.config));
       cm.dynamic.set(c.name, { version: r.version, lastUpdated: now, resource: r.resource });
+      // A (re)created EDS cluster starts from the assignment in force: the control plane does not
+      // resend an unchanged one, and in a worker it may have arrived before the cluster.
+      const eds = c.config.eds;
+      const known = eds && server.dynamicState.get(ENDPOINT_TYPE)?.get(eds.serviceName);
+      if (known) {
+        const a = compileResource(server, ENDPOINT_TYPE, known);
+        if (a.kind === 'endpoints')
+          cm.get(c.name)?.updateAssignment(a.assignment.localities, a.assignment.overprovisioningFactor);
+      }
     } else if (c.kind === 'endpoints') {
       for (const cl of cm.all())
         if (cl.config.eds?.serviceName === c.name)
@@ -128,7 +138,9 @@ export async function applyResources(
 }
 
 export class XdsManager {
-  readonly client: XdsClient;
+  /** The ADS client; undefined when every source is a file. */
+  readonly client: XdsClient | undefined;
+  private readonly files: FileSource[] = [];
   private readonly edsNames = new Set<string>();
   private readonly rdsNames = new Set<string>();
   private readonly firstUpdate = new Map<string, () => void>();
@@ -136,10 +148,11 @@ export class XdsManager {
 
   constructor(
     private readonly server: Server,
-    target: string,
-    apiType: 'GRPC' | 'DELTA_GRPC',
+    ads: { target: string; apiType: 'GRPC' | 'DELTA_GRPC' } | undefined,
     private readonly dyn: { lds?: ConfigSourceConfig | undefined; cds?: ConfigSourceConfig | undefined },
   ) {
+    if (!ads) return;
+    const { target, apiType } = ads;
     const node = server.config.node;
     this.client = new XdsClient({
       target,
@@ -159,26 +172,61 @@ export class XdsManager {
     const connected = stats.gauge('control_plane.connected_state');
     this.client.on('connected', () => connected.set(1));
     this.client.on('disconnected', () => connected.set(0));
+    // Envoy's per-subscription stats, mirrored from the client at each stats flush.
+    stats.onFlush(() => this.mirrorStats());
+  }
+
+  private mirrorStats(): void {
+    const c = this.client;
+    if (!c) return;
+    const stats = this.server.context.stats;
+    const prefixes: Record<string, string> = { cds: 'cluster_manager.cds.', lds: 'listener_manager.lds.' };
+    for (const [short, prefix] of Object.entries(prefixes)) {
+      const s = c.stats[short as 'cds' | 'lds'];
+      if (!s) continue;
+      for (const k of [
+        'update_attempt',
+        'update_rejected',
+        'update_failure',
+        'init_fetch_timeout',
+      ] as const) {
+        const ctr = stats.counter(`${prefix}${k}`);
+        const v = Number(s[k] ?? 0);
+        if (v > ctr.value) ctr.inc(v - ctr.value);
+      }
+    }
+  }
+
+  /** A file source (path_config_source) for a type, or for the named RDS/EDS resource. */
+  private addFile(file: string, typeUrl: string): void {
+    const f = new FileSource(file, typeUrl, (t, u) => this.onUpdate(t, u));
+    this.files.push(f);
+    f.start();
   }
 
   /** Subscribes and waits for the first CDS then LDS answers (or their initial fetch timeouts). */
   async start(): Promise<void> {
     const rds = this.server.context.rds;
-    rds.onNewName = (name, source) => {
-      if (source.kind === 'ads') this.subscribeRds(name);
-    };
-    for (const h of rds.all()) if (h.source.kind === 'ads') this.subscribeRds(h.name);
+    rds.onNewName = (name, source) => this.subscribeRds(name, source);
+    for (const h of rds.all()) this.subscribeRds(h.name, h.source);
     for (const c of this.server.clusterManager.all()) this.maybeSubscribeEds(c.config);
     const waits: Promise<void>[] = [];
-    if (this.dyn.cds?.kind === 'ads') {
-      waits.push(this.waitFirst(CLUSTER_TYPE));
-      this.client.subscribe(CLUSTER_TYPE);
+    // Clusters first (a listener's routes name them), as Envoy initializes CDS before LDS.
+    for (const [typeUrl, src] of [
+      [CLUSTER_TYPE, this.dyn.cds],
+      [LISTENER_TYPE, this.dyn.lds],
+    ] as const) {
+      if (src?.kind === 'ads' && this.client) {
+        waits.push(this.waitFirst(typeUrl));
+        this.client.subscribe(typeUrl);
+      } else if (src?.kind === 'path') {
+        // The file is read now and its content queued; once the queue has applied it, the type is
+        // initialized (a missing or rejected file leaves it empty until one is moved into place).
+        this.addFile(src.path, typeUrl);
+        waits.push(this.queue.then(() => undefined));
+      }
     }
-    if (this.dyn.lds?.kind === 'ads') {
-      waits.push(this.waitFirst(LISTENER_TYPE));
-      this.client.subscribe(LISTENER_TYPE);
-    }
-    await this.client.start();
+    await this.client?.start();
     await Promise.all(waits);
   }
 
@@ -186,17 +234,19 @@ export class XdsManager {
     return new Promise((resolve) => this.firstUpdate.set(typeUrl, resolve));
   }
 
-  private subscribeRds(name: string): void {
+  private subscribeRds(name: string, source: ConfigSourceConfig): void {
     if (this.rdsNames.has(name)) return;
     this.rdsNames.add(name);
-    this.client.subscribe(ROUTE_TYPE, [name]);
+    if (source.kind === 'path') this.addFile(source.path, ROUTE_TYPE);
+    else this.client?.subscribe(ROUTE_TYPE, [name]);
   }
 
   private maybeSubscribeEds(c: ClusterConfig): void {
     const eds = c.eds;
-    if (eds?.source.kind !== 'ads' || this.edsNames.has(eds.serviceName)) return;
+    if (!eds || this.edsNames.has(eds.serviceName)) return;
     this.edsNames.add(eds.serviceName);
-    this.client.subscribe(ENDPOINT_TYPE, [eds.serviceName]);
+    if (eds.source.kind === 'path') this.addFile(eds.source.path, ENDPOINT_TYPE);
+    else this.client?.subscribe(ENDPOINT_TYPE, [eds.serviceName]);
   }
 
   private onUpdate(typeUrl: string, u: XdsUpdate): string | undefined {
@@ -262,6 +312,7 @@ export class XdsManager {
   }
 
   close(): void {
-    this.client.close();
+    this.client?.close();
+    for (const f of this.files) f.close();
   }
 }
