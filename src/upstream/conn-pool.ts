@@ -83,7 +83,8 @@ export class ConnPoolSet {
   retainOnly(addresses: Set<string>): void {
     for (const [k, p] of this.pools) {
       if (!addresses.has(k.slice(k.indexOf('|') + 1))) {
-        p.destroy();
+        // Requests in flight to a host that left finish; its connections close after them.
+        p.drain();
         this.pools.delete(k);
       }
     }
