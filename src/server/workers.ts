@@ -371,6 +371,8 @@ export class WorkerManager {
     this.stopping = true;
     clearInterval(this.watchdogTimer);
     for (const b of this.bound) b.acceptor?.close();
+    // The listening sockets close once every worker has closed its copy too.
+    for (const b of this.bound) b.socket.close();
     const exits = this.workers.map(
       (w) =>
         new Promise<void>((resolve) => {
@@ -382,7 +384,6 @@ export class WorkerManager {
     );
     this.broadcast({ t: 'stop', drainMs });
     await Promise.all(exits);
-    for (const b of this.bound) b.socket.close();
     removeSharedCounters();
   }
 }

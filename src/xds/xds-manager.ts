@@ -194,6 +194,8 @@ export class XdsManager {
         const v = Number(s[k] ?? 0);
         if (v > ctr.value) ctr.inc(v - ctr.value);
       }
+      // Envoy's version gauge is a 64-bit hash of version_info; here its low 53 bits (a JS number).
+      stats.gauge(`${prefix}version`).set(Number(BigInt.asUintN(53, s.version)));
     }
   }
 

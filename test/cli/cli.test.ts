@@ -164,6 +164,67 @@ static_resources:
   });
 });
 
+describe('herald CLI: graceful shutdown with workers', () => {
+  it('SIGTERM: the request in flight finishes, new connections are refused, the process exits', async () => {
+    const upstream = http.createServer((_q, s) => setTimeout(() => s.end('slow-done'), 700));
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const up = (upstream.address() as { port: number }).port;
+    const cfg = tmpFile(
+      'drain.yaml',
+      `
+static_resources:
+  listeners:
+  - name: l
+    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: s
+          route_config: { virtual_hosts: [{ name: v, domains: ["*"], routes: [{ match: { prefix: / }, route: { cluster: a } }] }] }
+          http_filters: [{ name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } }]
+  clusters:
+  - name: a
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: a
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${up} } } } }] }]
+`,
+    );
+    const child = spawn(herald, ['-c', cfg, '--concurrency', '2', '--drain-time-s', '10'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = '';
+    const port = await new Promise<number>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`herald did not start:\n${log}`)), 15000);
+      child.stderr.on('data', (d: Buffer) => {
+        log += d.toString();
+        const l = /listener 'l' bound to 127\.0\.0\.1:(\d+)/.exec(log);
+        if (l && /is live/.test(log)) {
+          clearTimeout(t);
+          resolve(Number(l[1]));
+        }
+      });
+    });
+    try {
+      const inFlight = fetch(`http://127.0.0.1:${port}/slow`).then(async (r) => [r.status, await r.text()]);
+      await new Promise((r) => setTimeout(r, 200));
+      const exited = new Promise<number>((r) => child.once('exit', () => r(Date.now())));
+      const signalled = Date.now();
+      child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 200));
+      await assert.rejects(fetch(`http://127.0.0.1:${port}/after`), 'no new connection after SIGTERM');
+      assert.deepEqual(await inFlight, [200, 'slow-done']);
+      const at = await exited;
+      assert.ok(at - signalled < 5000, `exited ${at - signalled} ms after SIGTERM, once drained`);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      upstream.close();
+    }
+  });
+});
+
 describe('the Envoy example corpus (../shared/envoy-configs)', () => {
   const files: string[] = [];
   const walk = (d: string) => {
