@@ -251,3 +251,52 @@ watchdogs:
     for (let i = 0; i < 10; i++) assert.equal((await request(port, { path: `/${i}` })).status, 200);
   });
 });
+
+describe('workers: one access log file', () => {
+  let up: Upstream;
+  let h: Server;
+  let file: string;
+  before(async () => {
+    up = await startUpstream('up');
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'herald-wlog-')), 'access.log');
+    h = await startWorkers(
+      httpBootstrap({
+        hcmExtra: `access_log:
+- name: envoy.access_loggers.file
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+    path: ${file}
+    log_format: { text_format_source: { inline_string: "%REQ(:PATH)% %RESPONSE_CODE% ${'x'.repeat(200)}\\n" } }`,
+        routes: `- match: { prefix: / }
+  route: { cluster: up }`,
+        clusters: staticCluster('up', [up.port]),
+      }),
+    );
+  });
+  after(async () => {
+    await h.stop();
+    await up.close();
+  });
+
+  it('lines written by both workers never interleave', async () => {
+    const fs = await import('node:fs');
+    const port = h.listenerPort('main');
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, k) => {
+        for (let i = 0; i < 25; i++) await request(port, { path: `/p${k}-${i}` });
+      }),
+    );
+    await until('200 lines', () => fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).length >= 200);
+    const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    assert.equal(lines.length, 200);
+    for (const l of lines) assert.match(l, /^\/p\d-\d+ 200 x{200}$/);
+    const w0 =
+      (await stat(h.admin!.boundPort, `listener.127.0.0.1_${port}.worker_0.downstream_cx_total`)) ?? 0;
+    const w1 =
+      (await stat(h.admin!.boundPort, `listener.127.0.0.1_${port}.worker_1.downstream_cx_total`)) ?? 0;
+    assert.ok(w0 > 0 && w1 > 0, `both workers wrote (${w0}/${w1} connections)`);
+  });
+});
