@@ -53,6 +53,8 @@ export interface ConnectionManagerConfig {
   maxConnectionDurationMs: number;
   /** common_http_protocol_options.max_stream_duration (default off), ms: 408 DT, or a reset. */
   maxStreamDurationMs: number;
+  /** drain_timeout: between the HTTP/2 shutdown notice and the final GOAWAY. */
+  drainTimeoutMs: number;
   /** common_http_protocol_options.max_requests_per_connection (default unlimited: 0). */
   maxRequestsPerConnection: number;
   path: import('./path-utility.js').PathOptions;
@@ -121,6 +123,8 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
   const maxHeadersCount = cho ? cho.num('max_headers_count', 100) : 100;
   const maxConnectionDurationMs = cho ? cho.durationMs('max_connection_duration', 0) : 0;
   const maxStreamDurationMs = cho ? cho.durationMs('max_stream_duration', 0) : 0;
+  // HTTP/2 draining: a first GOAWAY announces it, the final one follows after this long (Envoy: 5 s).
+  const drainTimeoutMs = r.durationMs('drain_timeout', 5000);
   const maxRequestsPerConnection = cho ? cho.num('max_requests_per_connection', 0) : 0;
   const h2o = r.msg('http2_protocol_options');
   const http2 = h2o ? readHttp2Options(h2o) : undefined;
@@ -164,6 +168,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     requestHeadersTimeoutMs: r.durationMs('request_headers_timeout', 0),
     maxConnectionDurationMs,
     maxStreamDurationMs,
+    drainTimeoutMs,
     maxRequestsPerConnection,
     upgrades: compileUpgradeConfigs(r),
     accessLoggers: r

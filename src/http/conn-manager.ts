@@ -294,7 +294,7 @@ export class ConnectionManager implements NetworkFilter {
         onLimit: (which) => this.onLimit(which),
       },
     );
-    conn.onDrain?.(() => http1.drain());
+    conn.onDrain?.((closeIdle) => http1.drain(closeIdle));
     socket.resume();
   }
 
@@ -323,9 +323,21 @@ export class ConnectionManager implements NetworkFilter {
       this.h2.on('session', (session) => {
         if (this.pendingConn) {
           sessionConn.set(session, this.pendingConn);
-          // Draining: GOAWAY, open streams finish.
+          // Draining, as Envoy does it: a GOAWAY announcing the shutdown (last stream id 2^31-1, so
+          // nothing in flight is refused), then after drain_timeout the final GOAWAY; open streams finish.
+          const drainMs = this.config.drainTimeoutMs;
           this.pendingConn.onDrain?.(() => {
-            if (!session.closed) session.close();
+            if (session.closed || session.destroyed) return;
+            try {
+              session.goaway(0, 2147483647);
+            } catch {
+              // The session is going away already.
+            }
+            const t = setTimeout(() => {
+              if (!session.closed) session.close();
+            }, timerMs(drainMs));
+            t.unref();
+            session.once('close', () => clearTimeout(t));
           });
         }
         const win = this.config.http2?.initialConnectionWindowSize;

@@ -279,8 +279,9 @@ export class ActiveListener {
       alpn,
       bufferLimit: this.config.bufferLimitBytes,
       onDrain: (drain) => {
-        if (this.draining) drain();
-        else this.drains.set(raw, drain);
+        // Accepted while draining: served, then closed (connection: close / GOAWAY).
+        if (this.draining) drain(false);
+        else this.drains.set(raw, () => drain(true));
       },
     };
     if (connLog.on(Level.debug)) this.traceConnection(conn);

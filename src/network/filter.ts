@@ -25,8 +25,9 @@ export interface DownstreamConnection {
   /**
    * How the protocol on this connection winds down when the listener drains (HTTP/1: close after
    * the response in flight, HTTP/2: GOAWAY). Without one, the connection runs until it ends.
+   * `closeIdle` is false for a connection accepted while draining: it is served once, then closed.
    */
-  onDrain?: (drain: () => void) => void;
+  onDrain?: (drain: (closeIdle: boolean) => void) => void;
 }
 
 export interface NetworkFilter {

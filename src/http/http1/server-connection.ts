@@ -473,9 +473,9 @@ export class Http1ServerConnection {
   }
 
   /** Stop keep-alive: the next response carries connection: close; idle connections close now. */
-  drain(): void {
+  drain(closeIdle = true): void {
     this.draining = true;
-    if (!this.active) this.socket.end();
+    if (closeIdle && !this.active) this.socket.end();
   }
 }
 
