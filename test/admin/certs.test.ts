@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
-import { parseSubjectAltNames } from '../../src/admin/certs.js';
+import { certificatesJson, daysUntilFirstCertExpiring, parseSubjectAltNames } from '../../src/admin/certs.js';
 import { selfSignedCert } from '../helpers/data-path.js';
 import {
   adminGet,
@@ -203,5 +203,20 @@ describe('parseSubjectAltNames', () => {
       [{ dns: 'a.example' }, { ip_address: '::1' }, { uri: 'spiffe://a/b, c' }],
     );
     assert.deepEqual(parseSubjectAltNames(undefined), []);
+  });
+});
+
+describe('certificate expiry arithmetic', () => {
+  const c = selfSignedCert({ days: 5 });
+  it('whole days; "0" and a gauge of 0 once a certificate has expired; <inline> for inline PEMs', (t) => {
+    if (!c) return t.skip('openssl is not available');
+    const ctx = { certificates: [{ path: '<inline>', pem: Buffer.from(c.cert) }], caCertificates: [] };
+    const notAfter = Date.parse(new X509Certificate(c.cert).validTo);
+    assert.equal(daysUntilFirstCertExpiring([ctx], notAfter - 2.5 * DAY_MS), 2);
+    assert.equal(daysUntilFirstCertExpiring([ctx], notAfter + 1000), 0);
+    const d = certificatesJson([ctx], notAfter + 1000).certificates[0]!.cert_chain[0]!;
+    assert.equal(d.path, '<inline>');
+    assert.equal(d.days_until_expiration, '0');
+    assert.deepEqual(d.subject_alt_names, []);
   });
 });
