@@ -21,6 +21,7 @@ import { type BucketsMode, histogramsJson, histogramText, prometheusText } from 
 import type { Cluster } from '../upstream/cluster.js';
 import { HealthFlag } from '../upstream/host.js';
 import { CLUSTER_TYPE, LISTENER_TYPE } from '../xds/resources.js';
+import { certificatesJson } from './certs.js';
 
 const log = logger('admin');
 
@@ -54,6 +55,9 @@ export class AdminServer {
     );
     this.add('/listeners', 'print listener info', false, (q, res) => this.listeners(q, res));
     this.add('/clusters', 'upstream cluster status', false, (q, res) => this.clusters(q, res));
+    this.add('/certs', 'print certs on machine', false, (_q, res) =>
+      sendJson(res, certificatesJson(this.server.tlsContexts())),
+    );
     this.add('/stats', 'print server stats', false, (q, res) => this.stats(q, res));
     this.add('/stats/prometheus', 'print server stats in prometheus format', false, (q, res) =>
       this.prometheus(q, res),

@@ -23,3 +23,16 @@ export function applyTlsParams(params: Reader | undefined, o: tls.SecureContextO
   const curves = params.strList('ecdh_curves');
   if (curves.length) o.ecdhCurve = curves.join(':');
 }
+
+/** A certificate (or bundle) as loaded, for /certs: its file, or `<inline>`, and its PEM bytes. */
+export interface LoadedCertificate {
+  path: string;
+  pem: Buffer;
+}
+
+/** Where a config.core.v3.DataSource came from, as Envoy's /certs names it. */
+export function dataSourcePath(r: Reader): string {
+  return r.oneof('filename', 'inline_bytes', 'inline_string', 'environment_variable') === 'filename'
+    ? r.str('filename', '')
+    : '<inline>';
+}

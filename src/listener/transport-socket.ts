@@ -2,7 +2,7 @@
 // (DownstreamTlsContext), terminated with Node's TLS over the accepted socket.
 import type tls from 'node:tls';
 import { tlsModule } from '../common/lazy-modules.js';
-import { applyTlsParams } from '../common/tls-params.js';
+import { applyTlsParams, dataSourcePath, type LoadedCertificate } from '../common/tls-params.js';
 import type { Reader } from '../config/reader.js';
 import type { FactoryContext } from '../extensions/registry.js';
 import { readDataSource } from '../router/route-config.js';
@@ -18,6 +18,10 @@ export interface DownstreamTransport {
   alpn: string[];
   requestCert: boolean;
   requireClientCert: boolean;
+  /** Each tls_certificates chain as loaded (for /certs and server.days_until_first_cert_expiring). */
+  certificates: LoadedCertificate[];
+  /** validation_context.trusted_ca as loaded, when set. */
+  caCertificates: LoadedCertificate[];
 }
 
 export function compileTransportSocket(r: Reader, _ctx: FactoryContext): DownstreamTransport | undefined {
@@ -43,12 +47,16 @@ export function compileTransportSocket(r: Reader, _ctx: FactoryContext): Downstr
     );
   }
   const opts: tls.SecureContextOptions = { cert: [], key: [] };
+  const certificates: LoadedCertificate[] = [];
+  const caCertificates: LoadedCertificate[] = [];
   for (const c of certs) {
     const chain = c.msg('certificate_chain');
     const key = c.msg('private_key');
     if (!chain || !key)
       throw c.error(chain ? 'private_key' : 'certificate_chain', 'required field is missing');
-    (opts.cert as Buffer[]).push(readDataSource(chain));
+    const pem = readDataSource(chain);
+    (opts.cert as Buffer[]).push(pem);
+    certificates.push({ path: dataSourcePath(chain), pem });
     const pw = c.msg('password');
     (opts.key as tls.KeyObject[]).push(
       pw
@@ -64,7 +72,10 @@ export function compileTransportSocket(r: Reader, _ctx: FactoryContext): Downstr
   const vc = common.msg('validation_context');
   if (vc) {
     const ca = vc.msg('trusted_ca');
-    if (ca) opts.ca = readDataSource(ca);
+    if (ca) {
+      opts.ca = readDataSource(ca);
+      caCertificates.push({ path: dataSourcePath(ca), pem: opts.ca });
+    }
   }
   const alpn = common.strList('alpn_protocols');
   const requireClientCert = cfg.has('require_client_certificate')
@@ -76,5 +87,13 @@ export function compileTransportSocket(r: Reader, _ctx: FactoryContext): Downstr
   } catch (e) {
     throw common.error('tls_certificates', `invalid certificate or key: ${(e as Error).message}`);
   }
-  return { kind: 'tls', secureContext, alpn, requestCert: !!opts.ca, requireClientCert };
+  return {
+    kind: 'tls',
+    secureContext,
+    alpn,
+    requestCert: !!opts.ca,
+    requireClientCert,
+    certificates,
+    caCertificates,
+  };
 }

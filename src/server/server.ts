@@ -1,6 +1,7 @@
 // Herald's server: clusters, listeners and admin, built from one bootstrap.
 
 import { AdminServer } from '../admin/admin-server.js';
+import { daysUntilFirstCertExpiring, type TlsContextCertificates } from '../admin/certs.js';
 import { allLoggers, logger } from '../common/logger.js';
 import { useSharedCounters } from '../common/shared-counters.js';
 import { timerMs } from '../common/timers.js';
@@ -305,6 +306,21 @@ export class Server {
     return Object.fromEntries(this.listeners.map((l) => [l.name, l.boundPort]));
   }
 
+  /**
+   * Every TLS context in force (/certs): each listener filter chain's DownstreamTlsContext, then
+   * each cluster's UpstreamTlsContext.
+   */
+  tlsContexts(): TlsContextCertificates[] {
+    const out: TlsContextCertificates[] = [];
+    for (const l of this.listeners) {
+      const chains = [...l.config.filterChains];
+      if (l.config.defaultFilterChain) chains.push(l.config.defaultFilterChain);
+      for (const fc of chains) if (fc.transport) out.push(fc.transport);
+    }
+    for (const c of this.clusterManager?.all() ?? []) if (c.config.tls) out.push(c.config.tls);
+    return out;
+  }
+
   /** Carries an admin change that workers must see too (log levels, log reopening, draining). */
   async afterAdminMutation(path: string): Promise<void> {
     const workers = this.workers;
@@ -332,6 +348,7 @@ export class Server {
     const physical = stats.gauge('server.memory_physical_size');
     const listenersActive = stats.gauge('listener_manager.total_listeners_active');
     const clustersActive = stats.gauge('cluster_manager.active_clusters');
+    const certExpiry = stats.gauge('server.days_until_first_cert_expiring');
     // Envoy's server.version is a number from the source revision; Herald's is its semver as
     // major * 10000 + minor * 100 + patch (0.1.0 -> 100).
     const [maj = 0, min = 0, pat = 0] = VERSION.split('.').map((x) => Number.parseInt(x, 10) || 0);
@@ -346,6 +363,7 @@ export class Server {
       physical.set(m.rss);
       listenersActive.set(this.listeners.filter((l) => !l.stopped).length);
       clustersActive.set(this.clusterManager.all().length);
+      certExpiry.set(daysUntilFirstCertExpiring(this.tlsContexts()));
     };
     stats.onFlush(refresh);
     refresh();

@@ -4,7 +4,7 @@
 import net from 'node:net';
 import type tls from 'node:tls';
 import { tlsModule } from '../common/lazy-modules.js';
-import { applyTlsParams } from '../common/tls-params.js';
+import { applyTlsParams, dataSourcePath, type LoadedCertificate } from '../common/tls-params.js';
 import type { Reader } from '../config/reader.js';
 import { readDataSource } from '../router/route-config.js';
 import type { Host } from './host.js';
@@ -17,6 +17,10 @@ export interface UpstreamTlsConfig {
   /** Subject alternative names the server certificate must match (any of); empty = no SAN check. */
   sanMatchers: Array<(san: string) => boolean>;
   verify: 'chain' | 'chain_and_host' | 'none';
+  /** The client certificate chain as loaded (for /certs and server.days_until_first_cert_expiring). */
+  certificates: LoadedCertificate[];
+  /** validation_context.trusted_ca as loaded, when set. */
+  caCertificates: LoadedCertificate[];
 }
 
 export function compileUpstreamTransport(r: Reader): UpstreamTlsConfig | undefined {
@@ -35,12 +39,16 @@ export function compileUpstreamTransport(r: Reader): UpstreamTlsConfig | undefin
   const common = cfg.msg('common_tls_context');
   let verify: UpstreamTlsConfig['verify'] = 'chain_and_host';
   const sanMatchers: UpstreamTlsConfig['sanMatchers'] = [];
+  const certificates: LoadedCertificate[] = [];
+  const caCertificates: LoadedCertificate[] = [];
   if (common) {
     const certs = common.list('tls_certificates');
     if (certs.length > 1)
       throw common.error('tls_certificates', 'at most one client certificate is supported');
     for (const c of certs) {
-      options.cert = readDataSource(c.msg('certificate_chain')!);
+      const chain = c.msg('certificate_chain')!;
+      options.cert = readDataSource(chain);
+      certificates.push({ path: dataSourcePath(chain), pem: options.cert });
       options.key = readDataSource(c.msg('private_key')!);
       const pw = c.msg('password');
       if (pw) options.passphrase = readDataSource(pw).toString();
@@ -53,6 +61,7 @@ export function compileUpstreamTransport(r: Reader): UpstreamTlsConfig | undefin
       const ca = vc.msg('trusted_ca');
       if (ca) {
         options.ca = readDataSource(ca);
+        caCertificates.push({ path: dataSourcePath(ca), pem: options.ca });
         // Envoy with a trusted CA checks the chain, and names only when SAN matchers are given.
         verify = 'chain';
       }
@@ -66,7 +75,7 @@ export function compileUpstreamTransport(r: Reader): UpstreamTlsConfig | undefin
       }
     }
   }
-  return { options, sanMatchers, verify };
+  return { options, sanMatchers, verify, certificates, caCertificates };
 }
 
 function sanMatcher(r: Reader, type: string): (san: string) => boolean {

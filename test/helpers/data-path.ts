@@ -318,7 +318,9 @@ export async function startTcpEcho(replyOnEnd = false): Promise<{
 }
 
 /** A self-signed certificate for 'localhost' made with openssl, or undefined when openssl is missing. */
-export function selfSignedCert(): { cert: string; key: string } | undefined {
+export function selfSignedCert(
+  o: { days?: number; san?: string } = {},
+): { cert: string; key: string } | undefined {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-cert-'));
   const keyPath = path.join(dir, 'key.pem');
   const certPath = path.join(dir, 'cert.pem');
@@ -336,9 +338,10 @@ export function selfSignedCert(): { cert: string; key: string } | undefined {
         '-out',
         certPath,
         '-days',
-        '1',
+        String(o.days ?? 1),
         '-subj',
         '/CN=localhost',
+        ...(o.san ? ['-addext', `subjectAltName=${o.san}`] : []),
       ],
       { stdio: 'ignore', timeout: 20000 },
     );
