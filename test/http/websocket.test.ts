@@ -69,7 +69,9 @@ describe('WebSocket upgrades', () => {
     assert.match(out, /\r\nupgrade: websocket\r\n/i);
     assert.match(out, /\r\nx-path: \/chat\r\n/);
     const body = out.slice(out.indexOf('\r\n\r\n') + 4);
-    assert.equal(body, 'echo:earlyecho:helloecho:worldbye');
+    // The echo server prefixes each read it gets; how TCP groups the frames is not fixed.
+    assert.ok(body.startsWith('echo:') && body.endsWith('bye'), body);
+    assert.equal(body.slice(0, -3).replaceAll('echo:', ''), 'earlyhelloworld');
     assert.equal(await stat(h.adminPort, 'http.test.downstream_cx_upgrades_total'), 1);
   });
 
