@@ -239,7 +239,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     this.started = true;
     for (const sub of this.subs.values()) {
       this.startFetchTimer(sub, sub.deferredFetch.splice(0));
-      this.announce(sub);
+      if (!sub.announced) this.announce(sub); // opening the stream announced those on it
     }
   }
 
@@ -356,8 +356,11 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
   private announce(sub: Subscription): void {
     if (this.closed) return;
     const stream = this.streamFor(sub);
-    if (!stream.call && !stream.retryTimer) this.open(stream);
-    if (!stream.call) return; // waiting for a retry; open() announces everything
+    if (!stream.call) {
+      // open() announces every subscription on the stream (now, or when the pending retry runs).
+      if (!stream.retryTimer) this.open(stream);
+      return;
+    }
     if (!sub.wildcard && sub.names.size === 0) return; // nothing to ask for
     sub.announced = true;
     if (this.kind === 'sotw') this.sendSotw(sub, undefined);
