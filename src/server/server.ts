@@ -66,7 +66,6 @@ export class Server {
   workers: WorkerManager | undefined;
   state: ServerState = 'PRE_INITIALIZING';
   readonly startTime = Date.now();
-  private healthCheckFailed = false;
   private stopping: Promise<void> | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
@@ -97,11 +96,11 @@ export class Server {
   }
 
   get healthCheckFailing(): boolean {
-    return this.healthCheckFailed;
+    return this.context.healthCheckFailed;
   }
 
   setHealthCheckFailed(failed: boolean): void {
-    this.healthCheckFailed = failed;
+    this.context.healthCheckFailed = failed;
   }
 
   /** 'single': one process does everything; 'main' + 'worker': --concurrency > 1. */
@@ -314,6 +313,8 @@ export class Server {
       for (const l of allLoggers()) levels[l.name] = String(l.level);
       workers.broadcast({ t: 'log', levels });
     } else if (path === '/reopen_logs') workers.broadcast({ t: 'reopen' });
+    else if (path === '/healthcheck/fail' || path === '/healthcheck/ok')
+      workers.broadcast({ t: 'hcfail', failed: this.healthCheckFailing });
     // A round trip: each worker has handled what was sent before it answers.
     await workers.flushStats();
   }

@@ -161,6 +161,9 @@ process.on('message', (m: MainToWorker, handle?: net.Socket) => {
     case 'reopen':
       reopenAccessLogs();
       return;
+    case 'hcfail':
+      server?.setHealthCheckFailed(m.failed);
+      return;
     case 'xds':
       // Validated by the main process already; applied in the order sent.
       if (server && (m.typeUrl === ROUTE_TYPE || m.typeUrl === ENDPOINT_TYPE)) {

@@ -36,6 +36,7 @@ export type MainToWorker =
   | { t: 'stop'; drainMs: number }
   | { t: 'log'; levels: Record<string, string> }
   | { t: 'reopen' }
+  | { t: 'hcfail'; failed: boolean }
   /** Validated xDS resources to apply; `ports`: where the main process bound new listeners. */
   | {
       t: 'xds';
