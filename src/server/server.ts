@@ -176,6 +176,7 @@ export class Server {
       watchdog: this.config.watchdog,
       sharedCounters,
       drainTimeMs: (this.options.drainTimeS ?? 600) * 1000,
+      healthCheckFailed: () => this.healthCheckFailing,
       hostHealth: () => Object.fromEntries(cm.all().map((c) => [c.name, c.activeHealthSnapshot()])),
       dynamicState: () =>
         [CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE, LISTENER_TYPE].flatMap((typeUrl) => {
@@ -314,7 +315,7 @@ export class Server {
       workers.broadcast({ t: 'log', levels });
     } else if (path === '/reopen_logs') workers.broadcast({ t: 'reopen' });
     else if (path === '/healthcheck/fail' || path === '/healthcheck/ok')
-      workers.broadcast({ t: 'hcfail', failed: this.healthCheckFailing });
+      workers.broadcast({ t: 'hcstate', failed: this.healthCheckFailing });
     // A round trip: each worker has handled what was sent before it answers.
     await workers.flushStats();
   }

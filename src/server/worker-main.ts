@@ -100,6 +100,7 @@ async function init(m: WorkerInit): Promise<void> {
     for (const s of waiting ?? []) l.adopt(s);
   };
   server.onListenerCreated = report;
+  server.setHealthCheckFailed(m.healthCheckFailed);
   await server.start();
   for (const l of server.listeners) report(l);
   const beat = setInterval(() => send({ t: 'hb' }), m.heartbeatMs);
@@ -161,7 +162,7 @@ process.on('message', (m: MainToWorker, handle?: net.Socket) => {
     case 'reopen':
       reopenAccessLogs();
       return;
-    case 'hcfail':
+    case 'hcstate':
       server?.setHealthCheckFailed(m.failed);
       return;
     case 'xds':

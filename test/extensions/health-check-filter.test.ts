@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Server } from '../../src/server/server.js';
 import {
   httpBootstrap,
   indent,
@@ -212,5 +213,36 @@ describe('health_check filter, pass-through and cluster checks', () => {
       /cache_time/,
     );
     await assert.rejects(startHerald(bs(HEALTHZ)), /pass_through_mode/);
+  });
+});
+
+describe('health_check filter with workers', () => {
+  it('/healthcheck/fail and /healthcheck/ok reach every worker', async () => {
+    const up = await startUpstream('app');
+    const s = await Server.create({
+      configYaml: withHealthCheck(`pass_through_mode: false\n${HEALTHZ}`, {
+        routes: '- match: { prefix: / }\n  route: { cluster: up }',
+        clusters: staticCluster('up', [up.port]),
+      }),
+      concurrency: 2,
+    });
+    await s.start();
+    const port = s.listeners[0]!.boundPort;
+    const adminPort = s.admin!.boundPort;
+    const statuses = async () => {
+      const got = new Set<number>();
+      for (let i = 0; i < 12; i++) got.add((await request(port, { path: '/healthz' })).status);
+      return [...got];
+    };
+    try {
+      assert.deepEqual(await statuses(), [200]);
+      await post(adminPort, '/healthcheck/fail');
+      assert.deepEqual(await statuses(), [503]);
+      await post(adminPort, '/healthcheck/ok');
+      assert.deepEqual(await statuses(), [200]);
+    } finally {
+      await s.stop();
+      await up.close();
+    }
   });
 });
