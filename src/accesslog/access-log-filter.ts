@@ -65,8 +65,8 @@ export function compileAccessLogFilter(r: Reader): AccessLogFilter {
     }
     case 'not_health_check_filter':
       r.msg(kind);
-      // No request is a health check in Herald (it has no health_check filter yet).
-      return () => true;
+      // Health checks are the requests the health_check HTTP filter marked as such.
+      return (c) => !c.info.healthCheck;
     case 'traceable_filter':
       r.msg(kind);
       // Herald does not trace, so no request is traceable.

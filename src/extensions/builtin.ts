@@ -7,6 +7,7 @@ import {
   stderrAccessLogFactory,
   stdoutAccessLogFactory,
 } from './access_loggers/file.js';
+import { healthCheckFactory } from './filters/http/health-check.js';
 import { httpInspectorFactory } from './filters/listener/http-inspector.js';
 import { tlsInspectorFactory } from './filters/listener/tls-inspector.js';
 import {
@@ -37,4 +38,5 @@ export function registerBuiltinExtensions(): void {
     registry.register(p);
   // HTTP filters
   registry.register(routerFactory);
+  registry.register(healthCheckFactory);
 }

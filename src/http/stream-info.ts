@@ -79,6 +79,8 @@ export class StreamInfo {
   bytesReceived = 0;
   bytesSent = 0;
   attemptCount = 0;
+  /** Marked by the health_check filter: the request is a health check (not_health_check_filter skips it). */
+  healthCheck = false;
 
   setFlag(flag: number): void {
     this.responseFlags |= flag;

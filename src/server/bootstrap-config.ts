@@ -78,6 +78,7 @@ function compile(canonical: JsonObject, server: ServerContext, opts: CompileOpti
   const r = rc.root(canonical);
 
   const node = compileNode(r.msg('node'), opts);
+  server.localClusterName = node.cluster;
   // Before anything makes a stat: tags and the matcher apply when a stat is created.
   const stats = compileStatsOptions(r);
   server.stats.configure(stats);

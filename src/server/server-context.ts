@@ -11,6 +11,10 @@ export class ServerContext {
   readonly rds = new RdsRegistry();
   /** Names of the clusters in the bootstrap, for route validation (validate_clusters). */
   knownClusters: Set<string> | undefined = new Set<string>();
+  /** The bootstrap's node.cluster (or --service-cluster): Envoy's local cluster name. */
+  localClusterName = '';
+  /** Set by admin POST /healthcheck/fail, cleared by /healthcheck/ok (in every worker too). */
+  healthCheckFailed = false;
   private cm: ClusterManager | undefined;
 
   get clusterManager(): ClusterManager {

@@ -67,7 +67,6 @@ export class Server {
   workers: WorkerManager | undefined;
   state: ServerState = 'PRE_INITIALIZING';
   readonly startTime = Date.now();
-  private healthCheckFailed = false;
   private stopping: Promise<void> | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
@@ -98,11 +97,11 @@ export class Server {
   }
 
   get healthCheckFailing(): boolean {
-    return this.healthCheckFailed;
+    return this.context.healthCheckFailed;
   }
 
   setHealthCheckFailed(failed: boolean): void {
-    this.healthCheckFailed = failed;
+    this.context.healthCheckFailed = failed;
   }
 
   /** 'single': one process does everything; 'main' + 'worker': --concurrency > 1. */
@@ -178,6 +177,7 @@ export class Server {
       watchdog: this.config.watchdog,
       sharedCounters,
       drainTimeMs: (this.options.drainTimeS ?? 600) * 1000,
+      healthCheckFailed: () => this.healthCheckFailing,
       hostHealth: () => Object.fromEntries(cm.all().map((c) => [c.name, c.activeHealthSnapshot()])),
       dynamicState: () =>
         [CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE, LISTENER_TYPE].flatMap((typeUrl) => {
@@ -330,6 +330,8 @@ export class Server {
       for (const l of allLoggers()) levels[l.name] = String(l.level);
       workers.broadcast({ t: 'log', levels });
     } else if (path === '/reopen_logs') workers.broadcast({ t: 'reopen' });
+    else if (path === '/healthcheck/fail' || path === '/healthcheck/ok')
+      workers.broadcast({ t: 'hcstate', failed: this.healthCheckFailing });
     // A round trip: each worker has handled what was sent before it answers.
     await workers.flushStats();
   }

@@ -100,6 +100,7 @@ async function init(m: WorkerInit): Promise<void> {
     for (const s of waiting ?? []) l.adopt(s);
   };
   server.onListenerCreated = report;
+  server.setHealthCheckFailed(m.healthCheckFailed);
   await server.start();
   for (const l of server.listeners) report(l);
   const beat = setInterval(() => send({ t: 'hb' }), m.heartbeatMs);
@@ -160,6 +161,9 @@ process.on('message', (m: MainToWorker, handle?: net.Socket) => {
       return;
     case 'reopen':
       reopenAccessLogs();
+      return;
+    case 'hcstate':
+      server?.setHealthCheckFailed(m.failed);
       return;
     case 'xds':
       // Validated by the main process already; applied in the order sent.

@@ -25,6 +25,8 @@ export interface WorkerInit {
   dynamic: Array<{ typeUrl: string; resources: XdsResource[]; ports?: Record<string, number> }>;
   heartbeatMs: number;
   statsFlushMs: number;
+  /** The server fails health checks (admin /healthcheck/fail). */
+  healthCheckFailed: boolean;
 }
 
 export type MainToWorker =
@@ -36,6 +38,8 @@ export type MainToWorker =
   | { t: 'stop'; drainMs: number }
   | { t: 'log'; levels: Record<string, string> }
   | { t: 'reopen' }
+  /** Admin /healthcheck/fail (true) or /healthcheck/ok (false). */
+  | { t: 'hcstate'; failed: boolean }
   /** Validated xDS resources to apply; `ports`: where the main process bound new listeners. */
   | {
       t: 'xds';

@@ -58,6 +58,8 @@ export interface WorkerManagerOptions {
   sharedCounters: string;
   /** --drain-time-s, for graceful draining. */
   drainTimeMs: number;
+  /** Admin /healthcheck/fail in force, for a new worker. */
+  healthCheckFailed: () => boolean;
   /** Active health-check bits per cluster, for a new worker. */
   hostHealth: () => Record<string, Array<[string, number]>>;
   /** The xDS resources in force, for a worker that starts now. */
@@ -191,6 +193,7 @@ export class WorkerManager {
       sharedCounters: this.opts.sharedCounters,
       heartbeatMs: Math.max(5, Math.min(50, this.opts.watchdog.missMs / 4)),
       statsFlushMs: 1000,
+      healthCheckFailed: this.opts.healthCheckFailed(),
     };
     child.send(init);
     return new Promise((resolve, reject) => {
