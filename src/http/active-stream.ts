@@ -312,7 +312,11 @@ export class ActiveStream implements DecoderFilterCallbacks {
     const headers = p.headers;
     // response_headers_to_add/remove: route, virtual host, route config (most specific first).
     const r = this.cachedRoute;
-    if (r || !this.table.responseMutations.empty) {
+    // The format context is built only when some level has mutations (most routes have none).
+    if (
+      (r && (!r.route.responseMutations.empty || !r.vhost.responseMutations.empty)) ||
+      !this.table.responseMutations.empty
+    ) {
       const ctx = this.formatContext(headers);
       if (r) {
         r.route.responseMutations.apply(headers, ctx);
