@@ -9,7 +9,9 @@ import { compileRouteConfiguration, type RouteTable } from './route-config.js';
 /** config.core.v3.ConfigSource, as Herald supports it. */
 export type ConfigSourceConfig =
   | { kind: 'ads'; initialFetchTimeoutMs: number }
-  | { kind: 'path'; path: string; initialFetchTimeoutMs: number };
+  | { kind: 'path'; path: string; initialFetchTimeoutMs: number }
+  /** api_config_source: the per-type discovery service of a control plane (a static cluster). */
+  | { kind: 'api'; apiType: 'GRPC' | 'DELTA_GRPC'; cluster: string; initialFetchTimeoutMs: number };
 
 /** A route table with no virtual hosts: every request is 404 NR until RDS delivers one. */
 function emptyTable(name: string): RouteTable {

@@ -1,6 +1,6 @@
 // config.bootstrap.v3.Bootstrap (canonical JSON) -> BootstrapConfig: every
 // listener, cluster and filter compiled, every field accounted for.
-import { compileConfigSource } from '../config/config-source.js';
+import { compileConfigSource, compileGrpcApi } from '../config/config-source.js';
 import { ConfigError, ConfigErrors } from '../config/errors.js';
 import type { JsonObject } from '../config/proto-json.js';
 import { ReadContext, type Reader } from '../config/reader.js';
@@ -146,23 +146,10 @@ function compileDynamicResources(
   let ads: DynamicResourcesConfig['ads'];
   const a = r.msg('ads_config');
   if (a) {
-    const apiType = a.enum<string>('api_type', 'GRPC');
-    if (apiType !== 'GRPC' && apiType !== 'DELTA_GRPC')
-      throw a.error('api_type', `api_type ${apiType} is not supported for ADS (GRPC or DELTA_GRPC)`);
-    const v = a.enum<string>('transport_api_version', 'AUTO');
-    if (v !== 'AUTO' && v !== 'V3') throw a.error('transport_api_version', 'only V3 is supported');
-    // Herald sends the node on every request; sending it only first is an optimisation.
-    a.bool('set_node_on_first_message_only');
-    const services = a.list('grpc_services');
-    if (services.length !== 1) throw a.error('grpc_services', 'exactly one gRPC service is supported');
-    const g = services[0]!;
-    const eg = g.msg('envoy_grpc');
-    if (!eg) throw g.error('envoy_grpc', 'only envoy_grpc (a static cluster) is supported');
-    const cluster = eg.str('cluster_name', '');
+    const { apiType, cluster } = compileGrpcApi(a);
     if (!staticClusters.has(cluster))
-      throw eg.error('cluster_name', `ADS cluster '${cluster}' must be a static cluster`);
-    g.durationMs('timeout');
-    ads = { apiType: apiType as 'GRPC' | 'DELTA_GRPC', cluster };
+      throw a.error('grpc_services', `ADS cluster '${cluster}' must be a static cluster`);
+    ads = { apiType, cluster };
   }
   const lds = r.has('lds_config') ? compileConfigSource(r.msg('lds_config')!) : undefined;
   const cds = r.has('cds_config') ? compileConfigSource(r.msg('cds_config')!) : undefined;
@@ -171,6 +158,8 @@ function compileDynamicResources(
     ['cds_config', cds],
   ] as const)
     if (src?.kind === 'ads' && !ads) throw r.error(key, 'ads is used but there is no ads_config');
+    else if (src?.kind === 'api' && !staticClusters.has(src.cluster))
+      throw r.error(key, `the xDS cluster '${src.cluster}' must be a static cluster`);
   return { ads, lds, cds };
 }
 

@@ -225,21 +225,21 @@ export class Server {
 
   private async startXds(): Promise<void> {
     const dyn = this.config.dynamic;
-    const files =
-      dyn?.lds?.kind === 'path' ||
-      dyn?.cds?.kind === 'path' ||
+    const dynamicSources =
+      dyn?.lds !== undefined ||
+      dyn?.cds !== undefined ||
       this.config.clusters.some((c) => c.eds) ||
       this.context.rds.all().length > 0;
-    if (!dyn?.ads && !files) return;
-    let ads: { target: string; apiType: 'GRPC' | 'DELTA_GRPC' } | undefined;
-    if (dyn?.ads) {
-      const c = this.config.clusters.find((x) => x.name === dyn.ads!.cluster);
+    if (!dyn?.ads && !dynamicSources) return;
+    const targetOf = (cluster: string) => {
+      const c = this.config.clusters.find((x) => x.name === cluster);
       const ep = c?.localities[0]?.endpoints[0];
-      if (!ep) throw new Error(`ADS cluster '${dyn.ads.cluster}' has no endpoint`);
+      if (!ep) throw new Error(`xDS cluster '${cluster}' has no endpoint`);
       const host = ep.address.host.includes(':') ? `[${ep.address.host}]` : ep.address.host;
-      ads = { target: `${host}:${ep.address.port}`, apiType: dyn.ads.apiType };
-    }
-    this.xds = new XdsManager(this, ads, dyn ?? { lds: undefined, cds: undefined });
+      return `${host}:${ep.address.port}`;
+    };
+    const ads = dyn?.ads ? { target: targetOf(dyn.ads.cluster), apiType: dyn.ads.apiType } : undefined;
+    this.xds = new XdsManager(this, ads, dyn ?? { lds: undefined, cds: undefined }, targetOf);
     await this.xds.start();
   }
 

@@ -138,8 +138,11 @@ export async function applyResources(
 }
 
 export class XdsManager {
-  /** The ADS client; undefined when every source is a file. */
+  /** The ADS client (ads_config); undefined without one. */
   readonly client: XdsClient | undefined;
+  /** Clients of per-type discovery services (api_config_source), by cluster and API type. */
+  private readonly apiClients = new Map<string, XdsClient>();
+  private started = false;
   private readonly files: FileSource[] = [];
   private readonly edsNames = new Set<string>();
   private readonly rdsNames = new Set<string>();
@@ -150,14 +153,21 @@ export class XdsManager {
     private readonly server: Server,
     ads: { target: string; apiType: 'GRPC' | 'DELTA_GRPC' } | undefined,
     private readonly dyn: { lds?: ConfigSourceConfig | undefined; cds?: ConfigSourceConfig | undefined },
+    /** host:port of a static cluster's first endpoint (an xDS server). */
+    private readonly targetOf: (cluster: string) => string,
   ) {
-    if (!ads) return;
-    const { target, apiType } = ads;
-    const node = server.config.node;
-    this.client = new XdsClient({
+    server.context.stats.onFlush(() => this.mirrorStats());
+    if (ads) this.client = this.makeClient(ads.target, ads.apiType, true);
+  }
+
+  private makeClient(target: string, apiType: 'GRPC' | 'DELTA_GRPC', ads: boolean): XdsClient {
+    const node = this.server.config.node;
+    const dyn = this.dyn;
+    const client = new XdsClient({
       target,
       node: { id: node.id, cluster: node.cluster, metadata: node.metadata },
       apiType,
+      ads,
       onUpdate: (typeUrl, u) => this.onUpdate(typeUrl, u),
       initialFetchTimeoutMs: Math.max(
         dyn.lds?.initialFetchTimeoutMs ?? 15000,
@@ -168,34 +178,55 @@ export class XdsManager {
         this.firstUpdate.get(typeUrl)?.();
       },
     });
-    const stats = server.context.stats;
-    const connected = stats.gauge('control_plane.connected_state');
-    this.client.on('connected', () => connected.set(1));
-    this.client.on('disconnected', () => connected.set(0));
-    // Envoy's per-subscription stats, mirrored from the client at each stats flush.
-    stats.onFlush(() => this.mirrorStats());
+    const connected = this.server.context.stats.gauge('control_plane.connected_state');
+    client.on('connected', () => connected.set(1));
+    client.on('disconnected', () => connected.set(0));
+    return client;
+  }
+
+  /** Subscribes a type (all of it, or the named resources) where its config source says. */
+  private subscribe(src: ConfigSourceConfig, typeUrl: string, names?: string[]): void {
+    if (src.kind === 'path') {
+      this.addFile(src.path, typeUrl);
+      return;
+    }
+    let client = this.client;
+    if (src.kind === 'api') {
+      const key = `${src.cluster}|${src.apiType}`;
+      client = this.apiClients.get(key);
+      if (!client) {
+        client = this.makeClient(this.targetOf(src.cluster), src.apiType, false);
+        this.apiClients.set(key, client);
+        if (this.started) void client.start();
+      }
+    }
+    client?.subscribe(typeUrl, names);
+  }
+
+  private allClients(): XdsClient[] {
+    return [...(this.client ? [this.client] : []), ...this.apiClients.values()];
   }
 
   private mirrorStats(): void {
-    const c = this.client;
-    if (!c) return;
     const stats = this.server.context.stats;
     const prefixes: Record<string, string> = { cds: 'cluster_manager.cds.', lds: 'listener_manager.lds.' };
     for (const [short, prefix] of Object.entries(prefixes)) {
-      const s = c.stats[short as 'cds' | 'lds'];
-      if (!s) continue;
-      for (const k of [
-        'update_attempt',
-        'update_rejected',
-        'update_failure',
-        'init_fetch_timeout',
-      ] as const) {
-        const ctr = stats.counter(`${prefix}${k}`);
-        const v = Number(s[k] ?? 0);
-        if (v > ctr.value) ctr.inc(v - ctr.value);
+      for (const c of this.allClients()) {
+        const s = c.stats[short as 'cds' | 'lds'];
+        if (!s?.update_attempt) continue;
+        for (const k of [
+          'update_attempt',
+          'update_rejected',
+          'update_failure',
+          'init_fetch_timeout',
+        ] as const) {
+          const ctr = stats.counter(`${prefix}${k}`);
+          const v = Number(s[k] ?? 0);
+          if (v > ctr.value) ctr.inc(v - ctr.value);
+        }
+        // Envoy's version gauge is a 64-bit hash of version_info; here its low 53 bits (a JS number).
+        stats.gauge(`${prefix}version`).set(Number(BigInt.asUintN(53, s.version)));
       }
-      // Envoy's version gauge is a 64-bit hash of version_info; here its low 53 bits (a JS number).
-      stats.gauge(`${prefix}version`).set(Number(BigInt.asUintN(53, s.version)));
     }
   }
 
@@ -218,17 +249,19 @@ export class XdsManager {
       [CLUSTER_TYPE, this.dyn.cds],
       [LISTENER_TYPE, this.dyn.lds],
     ] as const) {
-      if (src?.kind === 'ads' && this.client) {
-        waits.push(this.waitFirst(typeUrl));
-        this.client.subscribe(typeUrl);
-      } else if (src?.kind === 'path') {
+      if (!src) continue;
+      if (src.kind === 'path') {
         // The file is read now and its content queued; once the queue has applied it, the type is
         // initialized (a missing or rejected file leaves it empty until one is moved into place).
-        this.addFile(src.path, typeUrl);
+        this.subscribe(src, typeUrl);
         waits.push(this.queue.then(() => undefined));
+      } else {
+        waits.push(this.waitFirst(typeUrl));
+        this.subscribe(src, typeUrl);
       }
     }
-    await this.client?.start();
+    this.started = true;
+    await Promise.all(this.allClients().map((c) => c.start()));
     await Promise.all(waits);
   }
 
@@ -239,16 +272,14 @@ export class XdsManager {
   private subscribeRds(name: string, source: ConfigSourceConfig): void {
     if (this.rdsNames.has(name)) return;
     this.rdsNames.add(name);
-    if (source.kind === 'path') this.addFile(source.path, ROUTE_TYPE);
-    else this.client?.subscribe(ROUTE_TYPE, [name]);
+    this.subscribe(source, ROUTE_TYPE, [name]);
   }
 
   private maybeSubscribeEds(c: ClusterConfig): void {
     const eds = c.eds;
     if (!eds || this.edsNames.has(eds.serviceName)) return;
     this.edsNames.add(eds.serviceName);
-    if (eds.source.kind === 'path') this.addFile(eds.source.path, ENDPOINT_TYPE);
-    else this.client?.subscribe(ENDPOINT_TYPE, [eds.serviceName]);
+    this.subscribe(eds.source, ENDPOINT_TYPE, [eds.serviceName]);
   }
 
   private onUpdate(typeUrl: string, u: XdsUpdate): string | undefined {
@@ -314,7 +345,7 @@ export class XdsManager {
   }
 
   close(): void {
-    this.client?.close();
+    for (const c of this.allClients()) c.close();
     for (const f of this.files) f.close();
   }
 }

@@ -12,17 +12,34 @@ import { SnapshotCache } from '../../src/xds/server/snapshot-cache.js';
 import { adminGet, request, startUpstream, stat, type Upstream } from '../helpers/harness.js';
 import { edsCluster, loadAssignment, rdsListener } from './helpers.js';
 
-function bootstrap(xdsPort: number, apiType: 'GRPC' | 'DELTA_GRPC'): string {
-  return `
-node: { id: herald-test, cluster: test }
-admin: { address: { socket_address: { address: 127.0.0.1, port_value: 0 } } }
-dynamic_resources:
-  ads_config:
+/** Per-type discovery services instead of ADS: every config source names the xDS cluster. */
+const API_SOURCE = {
+  api_config_source: {
+    api_type: 'GRPC',
+    transport_api_version: 'V3',
+    grpc_services: [{ envoy_grpc: { cluster_name: 'xds' } }],
+  },
+};
+function viaApi(r: JsonObject): JsonObject {
+  return JSON.parse(JSON.stringify(r).replaceAll('"ads":{}', JSON.stringify(API_SOURCE).slice(1, -1)));
+}
+
+function bootstrap(xdsPort: number, apiType: 'GRPC' | 'DELTA_GRPC' | 'API'): string {
+  const dyn =
+    apiType === 'API'
+      ? `  cds_config: { api_config_source: { api_type: GRPC, transport_api_version: V3, grpc_services: [{ envoy_grpc: { cluster_name: xds } }] } }
+  lds_config: { api_config_source: { api_type: GRPC, transport_api_version: V3, grpc_services: [{ envoy_grpc: { cluster_name: xds } }] } }`
+      : `  ads_config:
     api_type: ${apiType}
     transport_api_version: V3
     grpc_services: [{ envoy_grpc: { cluster_name: xds } }]
   cds_config: { ads: {}, resource_api_version: V3 }
-  lds_config: { ads: {}, resource_api_version: V3 }
+  lds_config: { ads: {}, resource_api_version: V3 }`;
+  return `
+node: { id: herald-test, cluster: test }
+admin: { address: { socket_address: { address: 127.0.0.1, port_value: 0 } } }
+dynamic_resources:
+${dyn}
 static_resources:
   clusters:
   - name: xds
@@ -54,22 +71,24 @@ for (const [apiType, concurrency] of [
   ['GRPC', 1],
   ['DELTA_GRPC', 1],
   ['GRPC', 2],
+  ['API', 1],
 ] as const) {
-  describe(`Herald over ADS (${apiType}, ${concurrency === 1 ? 'one process' : 'two workers'})`, () => {
+  describe(`Herald over ${apiType === 'API' ? 'per-type services' : `ADS (${apiType}`}, ${concurrency === 1 ? 'one process' : 'two workers'})`, () => {
     let a: Upstream;
     let b: Upstream;
     let cache: SnapshotCache;
     let xds: XdsServer;
     let h: Server;
     let version = 0;
+    const fix = (rs: JsonObject[] | undefined) => (rs ?? []).map((r) => (apiType === 'API' ? viaApi(r) : r));
     const push = (res: Partial<Record<string, JsonObject[]>>) =>
       cache.setSnapshot('herald-test', {
         version: String(++version),
         resources: {
-          [CLUSTER_TYPE]: res[CLUSTER_TYPE] ?? [],
-          [ENDPOINT_TYPE]: res[ENDPOINT_TYPE] ?? [],
-          [LISTENER_TYPE]: res[LISTENER_TYPE] ?? [],
-          [ROUTE_TYPE]: res[ROUTE_TYPE] ?? [],
+          [CLUSTER_TYPE]: fix(res[CLUSTER_TYPE]),
+          [ENDPOINT_TYPE]: fix(res[ENDPOINT_TYPE]),
+          [LISTENER_TYPE]: fix(res[LISTENER_TYPE]),
+          [ROUTE_TYPE]: fix(res[ROUTE_TYPE]),
         },
       });
     const base = {
