@@ -64,6 +64,14 @@ const SIMPLE: Record<string, Getter> = {
   BYTES_RECEIVED: (c) => String(c.info.bytesReceived),
   BYTES_SENT: (c) => String(c.info.bytesSent),
   UPSTREAM_REQUEST_ATTEMPT_COUNT: (c) => String(c.info.attemptCount),
+  UPSTREAM_TRANSPORT_FAILURE_REASON: (c) => c.info.upstreamTransportFailureReason || undefined,
+  UPSTREAM_LOCAL_ADDRESS: (c) => c.info.upstreamLocalAddress || undefined,
+  UPSTREAM_CONNECTION_ID: (c) =>
+    c.info.upstreamConnectionId < 0 ? undefined : String(c.info.upstreamConnectionId),
+  CONNECTION_ID: (c) => (c.info.connectionId < 0 ? undefined : String(c.info.connectionId)),
+  STREAM_ID: (c) => c.info.streamId || undefined,
+  REQUESTED_SERVER_NAME: (c) => c.info.requestedServerName || undefined,
+  CONNECTION_TERMINATION_DETAILS: (c) => c.info.connectionTerminationDetails || undefined,
 };
 
 export class FormatError extends Error {}
@@ -133,12 +141,13 @@ function findClose(t: string, from: number): number {
 function operator(op: string): Getter {
   const simple = SIMPLE[op];
   if (simple) return simple;
-  const m = /^(REQ|RESP)\(([^)]*)\)(?::(\d+))?$/.exec(op);
+  const m = /^(REQ|RESP|TRAILER)\(([^)]*)\)(?::(\d+))?$/.exec(op);
   if (m) {
     const [main, alt] = m[2]!.split('?').map((s) => s.trim().toLowerCase());
     if (!main) throw new FormatError(`empty header name in %${op}%`);
     const max = m[3] ? Number(m[3]) : undefined;
-    const which = m[1] === 'REQ' ? 'requestHeaders' : 'responseHeaders';
+    const which =
+      m[1] === 'REQ' ? 'requestHeaders' : m[1] === 'RESP' ? 'responseHeaders' : 'responseTrailers';
     // Herald's header maps hold HTTP/1 Host as :authority, like Envoy's.
     const name = main === 'host' ? ':authority' : main;
     const altName = alt === 'host' ? ':authority' : alt;

@@ -376,6 +376,8 @@ export class ConnectionManager implements NetworkFilter {
     const info = new StreamInfo();
     info.responseCode = status;
     info.responseCodeDetails = details;
+    info.connectionTerminationDetails = details;
+    info.connectionId = conn.id;
     info.setFlag(ResponseFlag.DPE);
     const a = connectionAddresses(conn);
     const ctx: FormatContext = { info, protocol: 'HTTP/1.1', ...a };
@@ -431,6 +433,11 @@ export class ConnectionManager implements NetworkFilter {
     });
     stream.connectionId = conn.id;
     stream.streamId = streamId;
+    const si = stream.streamInfo;
+    si.connectionId = conn.id;
+    si.requestedServerName = conn.serverName;
+    const rid = h['x-request-id'];
+    si.streamId = typeof rid === 'string' ? rid : String(streamId);
     if (pathResult.kind === 'reject') {
       stream.sendLocalReply(400, 'Bad Request', { details: pathResult.details });
       return;

@@ -76,6 +76,17 @@ export class StreamInfo {
   upstreamHost = '';
   /** %UPSTREAM_TRANSPORT_FAILURE_REASON%. */
   upstreamTransportFailureReason = '';
+  /** %CONNECTION_ID% (downstream) and %UPSTREAM_CONNECTION_ID% (-1 when none). */
+  connectionId = -1;
+  upstreamConnectionId = -1;
+  /** %STREAM_ID%: the request id of an HTTP stream, else a number. */
+  streamId = '';
+  /** %REQUESTED_SERVER_NAME%: SNI. */
+  requestedServerName = '';
+  /** %UPSTREAM_LOCAL_ADDRESS%. */
+  upstreamLocalAddress = '';
+  /** %CONNECTION_TERMINATION_DETAILS%. */
+  connectionTerminationDetails = '';
   bytesReceived = 0;
   bytesSent = 0;
   attemptCount = 0;

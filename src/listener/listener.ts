@@ -9,6 +9,7 @@ import type { FormatContext } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import { ResponseFlag, StreamInfo } from '../http/stream-info.js';
 import { formatAddress } from '../network/address.js';
+import { nextConnectionId } from '../network/connection-id.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
 import { canPeek, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
@@ -19,7 +20,6 @@ import { InspectResult } from './listener-filter.js';
 
 const log = logger('conn_handler');
 const connLog = logger('connection');
-let nextConnectionId = 0;
 /** Connections closed because no filter chain matched (flag NR in the listener access log). */
 const noChainSockets = new WeakSet<net.Socket>();
 
@@ -268,7 +268,7 @@ export class ActiveListener {
     alpn: string,
   ): void {
     const conn: DownstreamConnection = {
-      id: nextConnectionId++,
+      id: nextConnectionId(),
       socket,
       remoteAddress: f.remoteAddress,
       remotePort: f.remotePort,

@@ -12,6 +12,8 @@ import { ResponseFlag, StreamInfo } from '../http/stream-info.js';
 import type { ServerContext } from '../server/server-context.js';
 import type { Counter } from '../stats/store.js';
 import { connectToHost } from '../upstream/transport-socket.js';
+import { formatAddress } from './address.js';
+import { nextConnectionId } from './connection-id.js';
 import type { DownstreamConnection, NetworkFilter, NetworkFilterFactory } from './filter.js';
 import { connectionAddresses, NetworkFilterStatus } from './filter.js';
 
@@ -102,6 +104,9 @@ class TcpProxyFilter implements NetworkFilter {
     this.stats.downstream_cx_total.inc();
     down.pause();
     const info = new StreamInfo();
+    info.connectionId = conn.id;
+    info.streamId = String(conn.id);
+    info.requestedServerName = conn.serverName;
     if (this.cfg.accessLoggers.length) {
       // One access-log entry per connection, when it closes (Envoy's tcp_proxy access log).
       down.once('close', () => {
@@ -167,6 +172,8 @@ class TcpProxyFilter implements NetworkFilter {
         connected = true;
         pending = undefined;
         cluster.stats.upstream_cx_active.inc();
+        info.upstreamLocalAddress = formatAddress(up.localAddress ?? '', up.localPort ?? 0);
+        info.upstreamConnectionId = nextConnectionId();
         this.bridge(down, up, conn.bufferLimit, info);
       });
       up.once('error', (e) => {

@@ -6,6 +6,7 @@ import { reopenAccessLogs } from '../accesslog/access-log.js';
 import { allLoggers, logger, setThreadId } from '../common/logger.js';
 import { useSharedCounters } from '../common/shared-counters.js';
 import type { ActiveListener } from '../listener/listener.js';
+import { configureConnectionIds } from '../network/connection-id.js';
 import type { Counter, Gauge } from '../stats/store.js';
 import { ENDPOINT_TYPE, ROUTE_TYPE } from '../xds/resources.js';
 import { applyResources } from '../xds/xds-manager.js';
@@ -72,6 +73,7 @@ function pauseHandedOver(socket: net.Socket): void {
 
 async function init(m: WorkerInit): Promise<void> {
   setThreadId(`w${m.index}`);
+  configureConnectionIds(m.index, m.concurrency);
   for (const l of allLoggers()) {
     const v = m.logLevels[l.name];
     if (v !== undefined) l.level = Number(v);

@@ -4,7 +4,12 @@
 // applies backpressure: sendData holds the chunk and returns false, and drain
 // callbacks fire once the real request can take data.
 import type { Headers } from '../common/substitution-formatter.js';
-import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
+import type {
+  NewStreamOptions,
+  UpstreamCallbacks,
+  UpstreamConnectionInfo,
+  UpstreamRequest,
+} from './upstream-request.js';
 
 type Op = (r: UpstreamRequest) => void;
 
@@ -24,6 +29,10 @@ export class DeferredRequest implements UpstreamRequest {
 
   get started(): boolean {
     return this.real?.started ?? false;
+  }
+
+  connectionInfo(): UpstreamConnectionInfo | undefined {
+    return this.real?.connectionInfo?.();
   }
 
   attach(r: UpstreamRequest): void {

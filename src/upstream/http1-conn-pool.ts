@@ -12,12 +12,18 @@ import type { Headers } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import { Http1Parser, type MessageHead, ParseError } from '../http/http1/parser.js';
 import { LAST_CHUNK, serializeHead, writeChunk } from '../http/http1/serializer.js';
+import { nextConnectionId } from '../network/connection-id.js';
 import type { ClusterStats } from './cluster.js';
 import { DeferredRequest, NOOP_REQUEST } from './deferred-request.js';
 import type { Host } from './host.js';
 import type { ResourceManager } from './resource-manager.js';
 import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
-import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
+import type {
+  NewStreamOptions,
+  UpstreamCallbacks,
+  UpstreamConnectionInfo,
+  UpstreamRequest,
+} from './upstream-request.js';
 
 const log = logger('pool');
 
@@ -88,6 +94,11 @@ class Http1UpstreamStream implements UpstreamRequest {
     else this.conn.socket.once('drain', cb);
   }
 
+  connectionInfo(): UpstreamConnectionInfo {
+    const s = this.conn.socket;
+    return { localAddress: s.localAddress ?? '', localPort: s.localPort ?? 0, connectionId: this.conn.id };
+  }
+
   abort(): void {
     if (this.aborted) return;
     this.aborted = true;
@@ -114,6 +125,7 @@ class Http1UpstreamStream implements UpstreamRequest {
 
 export class Http1ClientConnection {
   readonly socket: net.Socket;
+  readonly id = nextConnectionId();
   private readonly parser: Http1Parser;
   private stream: Http1UpstreamStream | undefined;
   private head: MessageHead | undefined;

@@ -6,13 +6,19 @@ import { http2Module } from '../common/lazy-modules.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import { toHttp2Headers } from '../http/http2/headers.js';
+import { nextConnectionId } from '../network/connection-id.js';
 import type { ClusterStats } from './cluster.js';
 import type { Http2Options } from './cluster-config.js';
 import { DeferredRequest, NOOP_REQUEST } from './deferred-request.js';
 import type { Host } from './host.js';
 import type { ResourceManager } from './resource-manager.js';
 import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
-import type { NewStreamOptions, UpstreamCallbacks, UpstreamRequest } from './upstream-request.js';
+import type {
+  NewStreamOptions,
+  UpstreamCallbacks,
+  UpstreamConnectionInfo,
+  UpstreamRequest,
+} from './upstream-request.js';
 
 const NGHTTP2_CANCEL = 8;
 const NGHTTP2_REFUSED_STREAM = 7;
@@ -20,7 +26,19 @@ const connectedSessions = new WeakSet<http2.ClientHttp2Session>();
 
 class Http2UpstreamStream implements UpstreamRequest {
   readonly started = true;
-  constructor(private readonly stream: http2.ClientHttp2Stream) {}
+  constructor(
+    private readonly stream: http2.ClientHttp2Stream,
+    private readonly connectionId: number,
+  ) {}
+
+  connectionInfo(): UpstreamConnectionInfo {
+    const s = this.stream.session?.socket;
+    return {
+      localAddress: s?.localAddress ?? '',
+      localPort: s?.localPort ?? 0,
+      connectionId: this.connectionId,
+    };
+  }
 
   sendData(chunk: Buffer, endStream: boolean): boolean {
     if (this.stream.destroyed) return true;
@@ -58,6 +76,7 @@ class Http2UpstreamStream implements UpstreamRequest {
 }
 
 interface SessionEntry {
+  id: number;
   session: http2.ClientHttp2Session;
   active: number;
   total: number;
@@ -138,7 +157,7 @@ export class Http2ConnPool {
       stats.upstream_cx_connect_timeout.inc();
       session.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' }));
     }, timerMs(connectTimeoutMs));
-    const entry: SessionEntry = { session, active: 0, total: 0, usable: true };
+    const entry: SessionEntry = { id: nextConnectionId(), session, active: 0, total: 0, usable: true };
     session.once('connect', () => {
       connected = true;
       stats.upstream_cx_connect_ms.recordValue(Date.now() - openedAt);
@@ -267,7 +286,7 @@ export class Http2ConnPool {
       entry.usable = false;
       session.close();
     }
-    const wrapper = new Http2UpstreamStream(stream);
+    const wrapper = new Http2UpstreamStream(stream, entry.id);
     stream.on('wantTrailers', () => {
       try {
         stream.sendTrailers(wrapper.pendingTrailers ?? {});

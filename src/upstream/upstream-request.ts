@@ -19,9 +19,18 @@ export interface UpstreamCallbacks {
   onReset(reason: ResetReason, detail: string): void;
 }
 
+/** The upstream connection a request went on (%UPSTREAM_LOCAL_ADDRESS%, %UPSTREAM_CONNECTION_ID%). */
+export interface UpstreamConnectionInfo {
+  localAddress: string;
+  localPort: number;
+  connectionId: number;
+}
+
 export interface UpstreamRequest {
   /** Request bytes reached an upstream connection (false while waiting for one). */
   readonly started: boolean;
+  /** The connection, once there is one. */
+  connectionInfo?(): UpstreamConnectionInfo | undefined;
   /** Sends body bytes; returns false when the upstream is not keeping up (wait for onDrain). */
   sendData(chunk: Buffer, endStream: boolean): boolean;
   sendTrailers(trailers: Headers): void;
