@@ -12,15 +12,13 @@ import {
   parseLevel,
   setAllLevels,
 } from '../common/logger.js';
-import { BOOTSTRAP_TYPE } from '../config/bootstrap-loader.js';
-import { envoyProtos } from '../config/envoy-protos.js';
-import { type Json, redactSensitive } from '../config/proto-json.js';
+import type { Json } from '../config/proto-json.js';
 import type { AdminConfig } from '../server/bootstrap-config.js';
 import type { Server } from '../server/server.js';
 import { type BucketsMode, histogramsJson, histogramText, prometheusText } from '../stats/render.js';
 import type { Cluster } from '../upstream/cluster.js';
 import { HealthFlag } from '../upstream/host.js';
-import { CLUSTER_TYPE, LISTENER_TYPE } from '../xds/resources.js';
+import { CLUSTER_TYPE, LISTENER_TYPE } from '../xds/type-urls.js';
 import { certificatesJson } from './certs.js';
 
 const log = logger('admin');
@@ -379,7 +377,13 @@ export class AdminServer {
     res.end(prometheusText(store, q.has('usedonly'), filter));
   }
 
-  private configDump(q: URLSearchParams, res: http.ServerResponse): void {
+  private async configDump(q: URLSearchParams, res: http.ServerResponse): Promise<void> {
+    // Protos are loaded on the first dump only: a serving process does not otherwise need them.
+    const [{ BOOTSTRAP_TYPE }, { envoyProtos }, { redactSensitive }] = await Promise.all([
+      import('../config/bootstrap-loader.js'),
+      import('../config/envoy-protos.js'),
+      import('../config/proto-json.js'),
+    ]);
     const protos = envoyProtos();
     const bootstrapType = protos.lookupType(BOOTSTRAP_TYPE)!;
     const bootstrap = redactSensitive(protos, bootstrapType, this.server.config.canonical) as Record<

@@ -14,8 +14,9 @@ import type { ListenerConfig } from '../listener/listener-config.js';
 import { hashPolicyCompiled } from '../router/hash-policy.js';
 import type { RouteConfigHolder } from '../router/rds.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../xds/resources.js';
-import { applyResources, XdsManager, type XdsResource } from '../xds/xds-manager.js';
+import { applyResources, type XdsResource } from '../xds/apply.js';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../xds/type-urls.js';
+import type { XdsManager } from '../xds/xds-manager.js';
 import { type BootstrapConfig, type CompileOptions, compileBootstrap } from './bootstrap-config.js';
 import { ServerContext } from './server-context.js';
 import { VERSION } from './version.js';
@@ -239,6 +240,8 @@ export class Server {
       return `${host}:${ep.address.port}`;
     };
     const ads = dyn?.ads ? { target: targetOf(dyn.ads.cluster), apiType: dyn.ads.apiType } : undefined;
+    // Loaded only now: the xDS client brings gRPC, which a static config never needs.
+    const { XdsManager } = await import('../xds/xds-manager.js');
     this.xds = new XdsManager(this, ads, dyn ?? { lds: undefined, cds: undefined }, targetOf);
     await this.xds.start();
   }

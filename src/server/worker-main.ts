@@ -8,8 +8,8 @@ import { useSharedCounters } from '../common/shared-counters.js';
 import type { ActiveListener } from '../listener/listener.js';
 import { configureConnectionIds } from '../network/connection-id.js';
 import type { Counter, Gauge } from '../stats/store.js';
-import { ENDPOINT_TYPE, ROUTE_TYPE } from '../xds/resources.js';
-import { applyResources } from '../xds/xds-manager.js';
+import { applyResources } from '../xds/apply.js';
+import { ENDPOINT_TYPE, ROUTE_TYPE } from '../xds/type-urls.js';
 import { Server } from './server.js';
 import type { MainToWorker, StatsDelta, WorkerInit, WorkerToMain } from './worker-protocol.js';
 

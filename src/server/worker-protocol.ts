@@ -1,6 +1,6 @@
 // Messages between Herald's main process and its workers (over the IPC channel).
 import type { JsonObject } from '../config/proto-json.js';
-import type { XdsResource } from '../xds/xds-manager.js';
+import type { XdsResource } from '../xds/apply.js';
 
 export interface WorkerListener {
   name: string;

@@ -21,11 +21,9 @@ import {
   walkMessage,
 } from '../config/proto-json.js';
 
-export const LISTENER_TYPE = 'type.googleapis.com/envoy.config.listener.v3.Listener';
-export const ROUTE_TYPE = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
-export const CLUSTER_TYPE = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
-export const ENDPOINT_TYPE = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
-export const SECRET_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE } from './type-urls.js';
+
+export { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE };
 
 export type XdsShortName = 'lds' | 'rds' | 'cds' | 'eds' | 'sds';
 
