@@ -45,6 +45,10 @@ export interface ClusterConfig {
   localities: LocalityEndpointsConfig[];
   dnsLookupFamily: DnsLookupFamily;
   dnsRefreshRateMs: number;
+  /** respect_dns_ttl: the next resolution follows the records' TTL. */
+  respectDnsTtl: boolean;
+  /** dns_failure_refresh_rate: back-off between these after a failed resolution. */
+  dnsFailureRefresh: { baseMs: number; maxMs: number } | undefined;
   protocol: UpstreamProtocol;
   /** Upstream connection idle timeout (common_http_protocol_options.idle_timeout); Envoy's default is 1 h. */
   idleTimeoutMs: number;
@@ -115,6 +119,8 @@ export function compileCluster(r: Reader): ClusterConfig {
     localities: [],
     dnsLookupFamily: r.enum<DnsLookupFamily>('dns_lookup_family', 'AUTO'),
     dnsRefreshRateMs: r.durationMs('dns_refresh_rate', 5000),
+    respectDnsTtl: r.bool('respect_dns_ttl'),
+    dnsFailureRefresh: readFailureRefresh(r.msg('dns_failure_refresh_rate')),
     protocol: 'http1',
     idleTimeoutMs: 3600_000,
     maxRequestsPerConnection: r.num('max_requests_per_connection', 0),
@@ -315,4 +321,14 @@ export function compileLoadAssignment(la: Reader): {
   const policy = la.msg('policy');
   if (policy) overprovisioningFactor = policy.num('overprovisioning_factor');
   return { clusterName, localities, overprovisioningFactor };
+}
+
+/** Cluster.RefreshRate: base_interval (required), max_interval (default 10 x base). */
+function readFailureRefresh(r: Reader | undefined): { baseMs: number; maxMs: number } | undefined {
+  if (!r) return undefined;
+  const baseMs = r.durationMs('base_interval', 5000);
+  const maxMs = r.durationMs('max_interval', baseMs * 10);
+  if (maxMs < baseMs)
+    throw r.error('max_interval', 'max_interval must be greater than or equal to base_interval');
+  return { baseMs, maxMs };
 }

@@ -221,6 +221,7 @@ export class Cluster {
   }
 
   private edsTimer: NodeJS.Timeout | undefined;
+  private dnsFailures = 0;
   /** The overprovisioning factor in force (an EDS assignment may change it). */
   private overprovisioning: number;
 
@@ -430,10 +431,14 @@ export class Cluster {
     const family = this.config.dnsLookupFamily;
     const results: Host[] = [];
     let ok = true;
+    let ttlMs: number | undefined;
+    const respectTtl = this.config.respectDnsTtl;
     for (const loc of this.config.localities) {
       for (const e of loc.endpoints) {
         try {
-          const addrs = await lookup(e.address.host, family);
+          const r = respectTtl ? await resolveWithTtl(e.address.host, family) : undefined;
+          const addrs = r?.addrs ?? (await lookup(e.address.host, family));
+          if (r?.ttlMs !== undefined) ttlMs = ttlMs === undefined ? r.ttlMs : Math.min(ttlMs, r.ttlMs);
           const chosen = this.config.type === 'LOGICAL_DNS' ? addrs.slice(0, 1) : addrs;
           for (const a of chosen)
             results.push(
@@ -459,7 +464,19 @@ export class Cluster {
     // Keep the previous hosts of a name that failed to resolve this round (Envoy keeps the last good set).
     if (ok || this.hostsByPriority.length === 0 || results.length > 0) this.setHosts(results);
     this.finishInitialization();
-    this.dnsTimer = setTimeout(() => void this.resolveDns(), timerMs(this.config.dnsRefreshRateMs));
+    // Next resolution: the records' TTL (respect_dns_ttl), the failure back-off after a failure
+    // (dns_failure_refresh_rate: jittered, growing from base to max), else dns_refresh_rate.
+    let next = this.config.dnsRefreshRateMs;
+    const failure = this.config.dnsFailureRefresh;
+    if (!ok && failure) {
+      this.dnsFailures++;
+      const ceiling = Math.min(failure.maxMs, failure.baseMs * 2 ** (this.dnsFailures - 1));
+      next = failure.baseMs + Math.random() * Math.max(0, ceiling - failure.baseMs);
+    } else if (ok) {
+      this.dnsFailures = 0;
+      if (ttlMs !== undefined && ttlMs > 0) next = ttlMs;
+    }
+    this.dnsTimer = setTimeout(() => void this.resolveDns(), timerMs(next));
     this.dnsTimer.unref();
   }
 
@@ -486,6 +503,35 @@ function makeLoadBalancer(c: ClusterConfig): LoadBalancer {
     default:
       return new RoundRobinLoadBalancer();
   }
+}
+
+/**
+ * respect_dns_ttl: resolve through DNS (not the hosts file) to learn the records' TTL, as Envoy's
+ * c-ares resolver does. A name DNS does not know (e.g. only in /etc/hosts) falls back to lookup().
+ */
+async function resolveWithTtl(
+  host: string,
+  family: DnsLookupFamily,
+): Promise<{ addrs: string[]; ttlMs: number } | undefined> {
+  if (net.isIP(host)) return undefined;
+  const v4 = () => dns.promises.resolve4(host, { ttl: true }).catch(() => []);
+  const v6 = () => dns.promises.resolve6(host, { ttl: true }).catch(() => []);
+  let records: dns.RecordWithTtl[] = [];
+  if (family === 'V4_ONLY') records = await v4();
+  else if (family === 'V6_ONLY') records = await v6();
+  else if (family === 'V4_PREFERRED') {
+    records = await v4();
+    if (!records.length) records = await v6();
+  } else if (family === 'ALL') records = [...(await v4()), ...(await v6())];
+  else {
+    records = await v6();
+    if (!records.length) records = await v4();
+  }
+  if (!records.length) return undefined;
+  return {
+    addrs: [...new Set(records.map((r) => r.address))],
+    ttlMs: Math.min(...records.map((r) => r.ttl)) * 1000,
+  };
 }
 
 async function lookup(host: string, family: DnsLookupFamily): Promise<string[]> {
