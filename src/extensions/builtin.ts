@@ -7,6 +7,7 @@ import {
   stderrAccessLogFactory,
   stdoutAccessLogFactory,
 } from './access_loggers/file.js';
+import { bufferFactory } from './filters/http/buffer.js';
 import { healthCheckFactory } from './filters/http/health-check.js';
 import { httpInspectorFactory } from './filters/listener/http-inspector.js';
 import { tlsInspectorFactory } from './filters/listener/tls-inspector.js';
@@ -39,4 +40,5 @@ export function registerBuiltinExtensions(): void {
   // HTTP filters
   registry.register(routerFactory);
   registry.register(healthCheckFactory);
+  registry.register(bufferFactory);
 }

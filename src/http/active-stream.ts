@@ -201,7 +201,13 @@ export class ActiveStream implements DecoderFilterCallbacks {
   }
 
   get requestBody(): BodySource {
-    return this.stream.body;
+    return this.bodyOverride ?? this.stream.body;
+  }
+
+  private bodyOverride: BodySource | undefined;
+
+  replaceRequestBody(body: BodySource): void {
+    this.bodyOverride = body;
   }
 
   formatContext(responseHeaders?: Headers): FormatContext {

@@ -71,6 +71,7 @@ export class HttpConnectionManagerStats {
   readonly downstream_rq_idle_timeout: Counter;
   readonly downstream_rq_timeout: Counter;
   readonly downstream_rq_max_duration_reached: Counter;
+  readonly downstream_rq_too_large: Counter;
   readonly downstream_cx_upgrades_total: Counter;
   readonly downstream_rq_time: Histogram;
   readonly downstream_cx_length_ms: Histogram;
@@ -102,6 +103,7 @@ export class HttpConnectionManagerStats {
     this.downstream_rq_idle_timeout = c('downstream_rq_idle_timeout');
     this.downstream_rq_timeout = c('downstream_rq_timeout');
     this.downstream_rq_max_duration_reached = c('downstream_rq_max_duration_reached');
+    this.downstream_rq_too_large = c('downstream_rq_too_large');
     this.downstream_cx_upgrades_total = c('downstream_cx_upgrades_total');
     this.downstream_rq_time = scope.histogram('downstream_rq_time');
     this.downstream_cx_length_ms = scope.histogram('downstream_cx_length_ms');

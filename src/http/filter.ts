@@ -63,6 +63,8 @@ export interface DecoderFilterCallbacks extends StreamCallbacks {
   readonly hcmUpgrades: ReadonlyMap<string, boolean>;
   /** The request body (ended at once when the request has none). */
   readonly requestBody: import('./codec.js').BodySource;
+  /** A filter that consumed the body hands the rest of the chain a new one (the buffer filter). */
+  replaceRequestBody(body: import('./codec.js').BodySource): void;
   continueDecoding(): void;
   /** Sends response headers through the encoder filters to the client. */
   encodeHeaders(status: number, headers: Headers, endStream: boolean): void;
