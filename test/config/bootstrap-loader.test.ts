@@ -128,12 +128,12 @@ ${BASE.replace('static_resources:\n', '')}`;
   it('rejects an extension Herald does not implement, naming it', () => {
     const yaml = hcm('').replace(
       '          - name: envoy.filters.http.router',
-      '          - name: envoy.filters.http.buffer\n            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer, max_request_bytes: 10 }\n          - name: envoy.filters.http.router',
+      '          - name: envoy.filters.http.cors\n            typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors }\n          - name: envoy.filters.http.router',
     );
     const errs = errorsOf(() => validateConfig({ configYaml: yaml }));
     assert.match(
       errs[0]!,
-      /^static_resources\.listeners\[0\]\.filter_chains\[0\]\.filters\[0\]\.typed_config\.http_filters\[0\]\.typed_config: HTTP filter 'envoy\.filters\.http\.buffer' \(type\.googleapis\.com\/envoy\.extensions\.filters\.http\.buffer\.v3\.Buffer\) is not supported by Herald/,
+      /^static_resources\.listeners\[0\]\.filter_chains\[0\]\.filters\[0\]\.typed_config\.http_filters\[0\]\.typed_config: HTTP filter 'envoy\.filters\.http\.cors' \(type\.googleapis\.com\/envoy\.extensions\.filters\.http\.cors\.v3\.Cors\) is not supported by Herald/,
     );
   });
 
