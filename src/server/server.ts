@@ -13,6 +13,7 @@ import { ActiveListener } from '../listener/listener.js';
 import type { ListenerConfig } from '../listener/listener-config.js';
 import { hashPolicyCompiled } from '../router/hash-policy.js';
 import type { RouteConfigHolder } from '../router/rds.js';
+import type { Cluster, HostSnapshot } from '../upstream/cluster.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
 import { applyResources, type XdsResource } from '../xds/apply.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../xds/type-urls.js';
@@ -48,6 +49,8 @@ export interface ServerOptions extends CompileOptions {
     listeners: WorkerListener[];
     hostHealth: Record<string, Array<[string, number]>>;
     reportImmediateFail(cluster: string, address: string): void;
+    /** DNS clusters: the hosts the main process resolved (it resolves for every process). */
+    resolvedHosts(cluster: string): HostSnapshot[] | undefined;
     dynamic?: Array<{ typeUrl: string; resources: XdsResource[]; ports?: Record<string, number> }>;
   };
 }
@@ -180,6 +183,13 @@ export class Server {
       drainTimeMs: (this.options.drainTimeS ?? 600) * 1000,
       healthCheckFailed: () => this.healthCheckFailing,
       hostHealth: () => Object.fromEntries(cm.all().map((c) => [c.name, c.activeHealthSnapshot()])),
+      resolvedHosts: () =>
+        Object.fromEntries(
+          cm
+            .all()
+            .filter((c) => c.config.type === 'STRICT_DNS' || c.config.type === 'LOGICAL_DNS')
+            .map((c) => [c.name, c.hostSnapshot()]),
+        ),
       dynamicState: () =>
         [CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE, LISTENER_TYPE].flatMap((typeUrl) => {
           const m = this.dynamicState.get(typeUrl);
@@ -199,11 +209,15 @@ export class Server {
       stats: this.context.stats,
     });
     this.workers = workers;
-    for (const c of cm.all()) {
+    const share = (c: Cluster) => {
       const name = c.name;
       c.onActiveHealthChange = (a, b) => workers.broadcast({ t: 'hc', c: name, a, b });
       c.refreshHealth(); // records what every worker starts from
-    }
+      // DNS is resolved here once, and each result sent to the workers (Envoy's main thread does it).
+      c.onResolvedHosts = (hosts) => workers.broadcast({ t: 'hosts', c: name, hosts });
+    };
+    for (const c of cm.all()) share(c);
+    cm.onClusterAdded = share;
     const ports = workers.bind(this.config.listeners);
     for (const lc of this.config.listeners) {
       // The main process's view of a listener: its name and port (workers do the accepting).

@@ -8,6 +8,7 @@ import { useSharedCounters } from '../common/shared-counters.js';
 import type { ActiveListener } from '../listener/listener.js';
 import { configureConnectionIds } from '../network/connection-id.js';
 import type { Counter, Gauge } from '../stats/store.js';
+import type { HostSnapshot } from '../upstream/cluster.js';
 import { applyResources } from '../xds/apply.js';
 import { ENDPOINT_TYPE, ROUTE_TYPE } from '../xds/type-urls.js';
 import { Server } from './server.js';
@@ -25,6 +26,8 @@ function send(m: WorkerToMain): void {
 
 let server: Server | undefined;
 let xdsQueue: Promise<void> = Promise.resolve();
+/** DNS results from the main process, by cluster (a cluster made later starts from its entry). */
+const resolvedHosts = new Map<string, HostSnapshot[]>();
 /** Connections handed over for a listener this worker has not created yet. */
 const waitingConns = new Map<string, net.Socket[]>();
 const sentCounters = new Map<Counter, number>();
@@ -79,6 +82,7 @@ async function init(m: WorkerInit): Promise<void> {
     if (v !== undefined) l.level = Number(v);
   }
   useSharedCounters(m.sharedCounters, false);
+  for (const [c, hosts] of Object.entries(m.resolvedHosts)) resolvedHosts.set(c, hosts);
   server = new Server(
     {
       concurrency: m.concurrency,
@@ -89,6 +93,7 @@ async function init(m: WorkerInit): Promise<void> {
         listeners: m.listeners,
         hostHealth: m.hostHealth,
         reportImmediateFail: (c, a) => send({ t: 'hcfail', c, a }),
+        resolvedHosts: (c) => resolvedHosts.get(c),
         dynamic: m.dynamic,
       },
     },
@@ -143,6 +148,10 @@ process.on('message', (m: MainToWorker, handle?: net.Socket) => {
       }
       return;
     }
+    case 'hosts':
+      resolvedHosts.set(m.c, m.hosts);
+      server?.clusterManager.get(m.c)?.applyResolvedHosts(m.hosts);
+      return;
     case 'hc':
       server?.clusterManager.get(m.c)?.applyRemoteHealth(m.a, m.b);
       return;

@@ -1,5 +1,6 @@
 // Messages between Herald's main process and its workers (over the IPC channel).
 import type { JsonObject } from '../config/proto-json.js';
+import type { HostSnapshot } from '../upstream/cluster.js';
 import type { XdsResource } from '../xds/apply.js';
 
 export interface WorkerListener {
@@ -20,6 +21,8 @@ export interface WorkerInit {
   listeners: WorkerListener[];
   /** Active health-check bits per cluster: [address, bits][]. */
   hostHealth: Record<string, Array<[string, number]>>;
+  /** The main process's last DNS result per DNS cluster. */
+  resolvedHosts: Record<string, HostSnapshot[]>;
   sharedCounters: string;
   /** Dynamic resources in force, in the order to apply them (clusters, endpoints, listeners, routes). */
   dynamic: Array<{ typeUrl: string; resources: XdsResource[]; ports?: Record<string, number> }>;
@@ -33,6 +36,7 @@ export type MainToWorker =
   | WorkerInit
   | { t: 'conn'; l: string }
   | { t: 'hc'; c: string; a: string; b: number }
+  | { t: 'hosts'; c: string; hosts: HostSnapshot[] }
   | { t: 'flush'; id: number }
   | { t: 'drain'; inboundOnly: boolean; graceful: boolean }
   | { t: 'stop'; drainMs: number }

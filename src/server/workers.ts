@@ -60,6 +60,8 @@ export interface WorkerManagerOptions {
   drainTimeMs: number;
   /** Admin /healthcheck/fail in force, for a new worker. */
   healthCheckFailed: () => boolean;
+  /** The last DNS result of each DNS cluster, for a new worker. */
+  resolvedHosts: () => WorkerInit['resolvedHosts'];
   /** Active health-check bits per cluster, for a new worker. */
   hostHealth: () => Record<string, Array<[string, number]>>;
   /** The xDS resources in force, for a worker that starts now. */
@@ -190,6 +192,7 @@ export class WorkerManager {
         ),
       dynamic: this.opts.dynamicState(),
       hostHealth: this.opts.hostHealth(),
+      resolvedHosts: this.opts.resolvedHosts(),
       sharedCounters: this.opts.sharedCounters,
       heartbeatMs: Math.max(5, Math.min(50, this.opts.watchdog.missMs / 4)),
       statsFlushMs: 1000,

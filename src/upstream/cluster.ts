@@ -32,6 +32,18 @@ const ACTIVE_HC_BITS =
 
 export interface RemoteHealth {
   reportImmediateFail(cluster: string, address: string): void;
+  /** DNS clusters: the hosts the main process resolved last, if it has. */
+  resolvedHosts(cluster: string): HostSnapshot[] | undefined;
+}
+
+/** A host as the main process sends DNS results to workers. */
+export interface HostSnapshot {
+  address: string;
+  port: number;
+  weight: number;
+  priority: number;
+  hostname: string;
+  healthStatus: Host['healthStatus'];
 }
 
 export class ClusterStats {
@@ -215,9 +227,38 @@ export class Cluster {
         }, timerMs(t));
         this.edsTimer.unref();
       }
+    } else if (remote) {
+      // A worker: DNS is resolved once, by the main process, which sends each result.
+      const hosts = remote.resolvedHosts(config.name);
+      if (hosts) this.applyResolvedHosts(hosts);
     } else {
       void this.resolveDns();
     }
+  }
+
+  /** Worker processes: the main process's DNS result for this cluster. */
+  applyResolvedHosts(hosts: HostSnapshot[]): void {
+    if (this.destroyed) return;
+    this.setHosts(
+      hosts.map((h) => new Host(h.address, h.port, h.weight, h.priority, h.hostname, h.healthStatus)),
+    );
+    this.stats.update_success.inc();
+    this.finishInitialization();
+  }
+
+  /** The main process: told of every DNS result, to send to the workers. */
+  onResolvedHosts: ((hosts: HostSnapshot[]) => void) | undefined;
+
+  /** The current hosts, as a DNS result is sent to workers. */
+  hostSnapshot(): HostSnapshot[] {
+    return this.allHosts().map((h) => ({
+      address: h.address,
+      port: h.port,
+      weight: h.weight,
+      priority: h.priority,
+      hostname: h.hostname,
+      healthStatus: h.healthStatus,
+    }));
   }
 
   private edsTimer: NodeJS.Timeout | undefined;
@@ -462,7 +503,10 @@ export class Cluster {
     if (ok) this.stats.update_success.inc();
     else this.stats.update_failure.inc();
     // Keep the previous hosts of a name that failed to resolve this round (Envoy keeps the last good set).
-    if (ok || this.hostsByPriority.length === 0 || results.length > 0) this.setHosts(results);
+    if (ok || this.hostsByPriority.length === 0 || results.length > 0) {
+      this.setHosts(results);
+      this.onResolvedHosts?.(this.hostSnapshot());
+    }
     this.finishInitialization();
     // Next resolution: the records' TTL (respect_dns_ttl), the failure back-off after a failure
     // (dns_failure_refresh_rate: jittered, growing from base to max), else dns_refresh_rate.

@@ -300,3 +300,57 @@ describe('workers: one access log file', () => {
     assert.ok(w0 > 0 && w1 > 0, `both workers wrote (${w0}/${w1} connections)`);
   });
 });
+
+describe('workers: DNS is resolved by the main process', () => {
+  let dnsServer: Awaited<ReturnType<typeof import('../helpers/dns-server.js').startDnsServer>>;
+  let a: http.Server;
+  let b: http.Server;
+  let h: Server;
+  let restore: string[];
+  before(async () => {
+    const dns = await import('node:dns');
+    const { startDnsServer } = await import('../helpers/dns-server.js');
+    dnsServer = await startDnsServer();
+    restore = dns.getServers();
+    // Only this (main) process asks the test DNS server; a worker resolving on its own would fail.
+    dns.setServers([`127.0.0.1:${dnsServer.port}`]);
+    a = http.createServer((_q, r) => r.end('a'));
+    await new Promise<void>((r) => a.listen(0, '127.0.0.1', r));
+    const port = (a.address() as net.AddressInfo).port;
+    b = http.createServer((_q, r) => r.end('b'));
+    await new Promise<void>((r) => b.listen(port, '127.0.0.2', r));
+    dnsServer.records.set('svc.herald.test', ['127.0.0.1', 1]);
+    h = await startWorkers(
+      httpBootstrap({
+        listenerExtra: '    connection_balance_config: { exact_balance: {} }',
+        routes: `- match: { prefix: / }
+  route: { cluster: svc }`,
+        clusters: `- name: svc
+  type: STRICT_DNS
+  connect_timeout: 1s
+  respect_dns_ttl: true
+  dns_lookup_family: V4_ONLY
+  load_assignment:
+    cluster_name: svc
+    endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: svc.herald.test, port_value: ${port} } } } }] }]`,
+      }),
+    );
+  });
+  after(async () => {
+    const dns = await import('node:dns');
+    await h.stop();
+    dns.setServers(restore);
+    await dnsServer.close();
+    a.close();
+    b.close();
+  });
+
+  it("both workers route to the main process's DNS result, and follow its changes", async () => {
+    const port = h.listenerPort('main');
+    const both = async () =>
+      (await Promise.all([request(port, { path: '/1' }), request(port, { path: '/2' })])).map((r) => r.body);
+    assert.deepEqual(await both(), ['a', 'a']);
+    dnsServer.records.set('svc.herald.test', ['127.0.0.2', 1]);
+    await until('both workers on b', async () => (await both()).every((x) => x === 'b'));
+  });
+});
