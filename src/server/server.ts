@@ -13,7 +13,7 @@ import { ActiveListener } from '../listener/listener.js';
 import type { ListenerConfig } from '../listener/listener-config.js';
 import { hashPolicyCompiled } from '../router/hash-policy.js';
 import type { RouteConfigHolder } from '../router/rds.js';
-import type { Cluster, HostSnapshot } from '../upstream/cluster.js';
+import type { Cluster, HostSnapshot, OutlierEvent } from '../upstream/cluster.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
 import { applyResources, type XdsResource } from '../xds/apply.js';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../xds/type-urls.js';
@@ -49,6 +49,7 @@ export interface ServerOptions extends CompileOptions {
     listeners: WorkerListener[];
     hostHealth: Record<string, Array<[string, number]>>;
     reportImmediateFail(cluster: string, address: string): void;
+    reportOutlier(cluster: string, address: string, event: OutlierEvent): void;
     /** DNS clusters: the hosts the main process resolved (it resolves for every process). */
     resolvedHosts(cluster: string): HostSnapshot[] | undefined;
     dynamic?: Array<{ typeUrl: string; resources: XdsResource[]; ports?: Record<string, number> }>;
@@ -202,6 +203,19 @@ export class Server {
             },
           ];
         }),
+      onOutlierEvents: (events) => {
+        for (const [cluster, address, e] of events) {
+          const host = cm
+            .get(cluster)
+            ?.allHosts()
+            .find((h) => h.addressString === address);
+          const o = host?.outlier;
+          if (!o) continue;
+          if (e[0] === 'code') o.putHttpResponseCode(e[1]);
+          else if (e[0] === 'result') o.putResult(e[1], e[2]);
+          else o.putResponseTimeMs(e[1]);
+        }
+      },
       onImmediateFail: (cluster, address) => {
         for (const h of cm.get(cluster)?.allHosts() ?? [])
           if (h.addressString === address) h.healthChecker?.setUnhealthy('IMMEDIATE_HEALTH_CHECK_FAIL');

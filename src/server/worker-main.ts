@@ -8,7 +8,7 @@ import { useSharedCounters } from '../common/shared-counters.js';
 import type { ActiveListener } from '../listener/listener.js';
 import { configureConnectionIds } from '../network/connection-id.js';
 import type { Counter, Gauge } from '../stats/store.js';
-import type { HostSnapshot } from '../upstream/cluster.js';
+import type { HostSnapshot, OutlierEvent } from '../upstream/cluster.js';
 import { applyResources } from '../xds/apply.js';
 import { ENDPOINT_TYPE, ROUTE_TYPE } from '../xds/type-urls.js';
 import { Server } from './server.js';
@@ -26,6 +26,12 @@ function send(m: WorkerToMain): void {
 
 let server: Server | undefined;
 let xdsQueue: Promise<void> = Promise.resolve();
+let outlierEvents: Array<[string, string, OutlierEvent]> = [];
+function flushOutlier(): void {
+  if (outlierEvents.length === 0) return;
+  send({ t: 'od', e: outlierEvents });
+  outlierEvents = [];
+}
 /** DNS results from the main process, by cluster (a cluster made later starts from its entry). */
 const resolvedHosts = new Map<string, HostSnapshot[]>();
 /** Connections handed over for a listener this worker has not created yet. */
@@ -94,6 +100,11 @@ async function init(m: WorkerInit): Promise<void> {
         hostHealth: m.hostHealth,
         reportImmediateFail: (c, a) => send({ t: 'hcfail', c, a }),
         resolvedHosts: (c) => resolvedHosts.get(c),
+        reportOutlier: (c, a, e) => {
+          outlierEvents.push([c, a, e]);
+          // Batched: one message per 20 ms at most, not one per request.
+          if (outlierEvents.length === 1) setTimeout(flushOutlier, 20).unref();
+        },
         dynamic: m.dynamic,
       },
     },

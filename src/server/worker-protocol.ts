@@ -1,6 +1,6 @@
 // Messages between Herald's main process and its workers (over the IPC channel).
 import type { JsonObject } from '../config/proto-json.js';
-import type { HostSnapshot } from '../upstream/cluster.js';
+import type { HostSnapshot, OutlierEvent } from '../upstream/cluster.js';
 import type { XdsResource } from '../xds/apply.js';
 
 export interface WorkerListener {
@@ -66,4 +66,6 @@ export type WorkerToMain =
   | { t: 'cx'; l: string }
   | { t: 'stats'; id?: number; d: StatsDelta }
   | { t: 'hcfail'; c: string; a: string }
+  /** Outlier detection inputs, batched: [cluster, host address, event]. */
+  | { t: 'od'; e: Array<[string, string, OutlierEvent]> }
   | { t: 'fatal'; msg: string };

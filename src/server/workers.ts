@@ -18,6 +18,7 @@ import { removeSharedCounters } from '../common/shared-counters.js';
 import { type ListenSocket, makeListenSocket } from '../listener/listen-socket.js';
 import type { ListenerConfig } from '../listener/listener-config.js';
 import type { Counter, Gauge, StatsStore } from '../stats/store.js';
+import type { OutlierEvent } from '../upstream/cluster.js';
 import type { WatchdogConfig } from './bootstrap-config.js';
 import type { MainToWorker, StatsDelta, WorkerInit, WorkerToMain } from './worker-protocol.js';
 
@@ -66,6 +67,8 @@ export interface WorkerManagerOptions {
   hostHealth: () => Record<string, Array<[string, number]>>;
   /** The xDS resources in force, for a worker that starts now. */
   dynamicState: () => WorkerInit['dynamic'];
+  /** Outlier detection inputs from a worker, for the main process's detectors. */
+  onOutlierEvents: (events: Array<[string, string, OutlierEvent]>) => void;
   /** A worker saw x-envoy-immediate-health-check-fail from a host. */
   onImmediateFail: (cluster: string, address: string) => void;
   stats: StatsStore;
@@ -241,6 +244,9 @@ export class WorkerManager {
         return;
       case 'hcfail':
         this.opts.onImmediateFail(m.c, m.a);
+        return;
+      case 'od':
+        this.opts.onOutlierEvents(m.e);
         return;
       case 'fatal':
         log.critical(`worker ${w.index}: ${m.msg}`);

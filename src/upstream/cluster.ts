@@ -10,7 +10,7 @@ import type { ClusterConfig, DnsLookupFamily, LocalityEndpointsConfig } from './
 import { ConnPoolSet } from './conn-pool.js';
 import type { HealthChecker } from './health_checkers/base.js';
 import { createHealthChecker } from './health_checkers/factory.js';
-import { HealthFlag, Host } from './host.js';
+import { HealthFlag, Host, type OutlierResult } from './host.js';
 import { LeastRequestLoadBalancer } from './lb/least-request.js';
 import type { LoadBalancer, LoadBalancerContext } from './lb/load-balancer.js';
 import { MaglevLoadBalancer } from './lb/maglev.js';
@@ -28,13 +28,23 @@ const ACTIVE_HC_BITS =
   HealthFlag.DEGRADED_ACTIVE_HC |
   HealthFlag.PENDING_ACTIVE_HC |
   HealthFlag.EXCLUDED_VIA_IMMEDIATE_HC_FAIL |
-  HealthFlag.ACTIVE_HC_TIMEOUT;
+  HealthFlag.ACTIVE_HC_TIMEOUT |
+  // Outlier detection also runs in the main process only (fed by the workers' results).
+  HealthFlag.FAILED_OUTLIER_CHECK;
 
 export interface RemoteHealth {
   reportImmediateFail(cluster: string, address: string): void;
+  /** Outlier detection inputs, for the main process's detector. */
+  reportOutlier(cluster: string, address: string, event: OutlierEvent): void;
   /** DNS clusters: the hosts the main process resolved last, if it has. */
   resolvedHosts(cluster: string): HostSnapshot[] | undefined;
 }
+
+/** One outlier-detection input: an HTTP status, a result, or a response time. */
+export type OutlierEvent =
+  | ['code', number]
+  | ['result', OutlierResult, number | undefined]
+  | ['time', number];
 
 /** A host as the main process sends DNS results to workers. */
 export interface HostSnapshot {
@@ -197,7 +207,7 @@ export class Cluster {
     this.initialized = new Promise((resolve) => {
       this.markInitialized = resolve;
     });
-    if (config.outlierDetection)
+    if (config.outlierDetection && !remote)
       this.outlierDetector = new OutlierDetector(config.outlierDetection, scope, () => this.refreshHealth());
     if (config.healthCheck && !remote) {
       const hc = createHealthChecker(this, config.healthCheck, scope);
@@ -338,13 +348,17 @@ export class Cluster {
       return h;
     });
     const removed = [...previous.values()];
-    if (this.remote && this.config.healthCheck) {
+    if (this.remote && (this.config.healthCheck || this.config.outlierDetection)) {
       // The main process's verdict if it has one; until then, unchecked (as a new host is).
+      const checked = this.config.healthCheck !== undefined;
       for (const h of added) {
         const bits = this.remoteBits.get(h.addressString);
-        h.healthFlags = (h.healthFlags & ~ACTIVE_HC_BITS) | (bits ?? HealthFlag.FAILED_ACTIVE_HC);
-        const report = this.remote.reportImmediateFail;
-        h.healthChecker = { setUnhealthy: () => report(this.name, h.addressString) };
+        h.healthFlags =
+          (h.healthFlags & ~ACTIVE_HC_BITS) | (bits ?? (checked ? HealthFlag.FAILED_ACTIVE_HC : 0));
+        if (checked) {
+          const report = this.remote.reportImmediateFail;
+          h.healthChecker = { setUnhealthy: () => report(this.name, h.addressString) };
+        }
       }
     } else if (this.healthChecker) {
       // With active health checking a host is unhealthy until its first check passes.
@@ -361,6 +375,19 @@ export class Cluster {
     this.stats.membership_total.set(hosts.length);
     this.outlierDetector?.removeHosts(removed);
     this.outlierDetector?.addHosts(added);
+    const remote = this.remote;
+    if (remote && this.config.outlierDetection) {
+      // A worker reports what it sees to the main process, whose detector ejects for everyone.
+      const name = this.name;
+      for (const h of added) {
+        const a = h.addressString;
+        h.outlier = {
+          putHttpResponseCode: (code) => remote.reportOutlier(name, a, ['code', code]),
+          putResult: (r, code) => remote.reportOutlier(name, a, ['result', r, code]),
+          putResponseTimeMs: (ms) => remote.reportOutlier(name, a, ['time', ms]),
+        };
+      }
+    }
     // Before the first discovery completes, the checker starts with the whole set instead.
     if (this.initializing) this.healthChecker?.onMembershipChange(added, removed);
     this.refreshHealth();

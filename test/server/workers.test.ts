@@ -354,3 +354,52 @@ describe('workers: DNS is resolved by the main process', () => {
     await until('both workers on b', async () => (await both()).every((x) => x === 'b'));
   });
 });
+
+describe('workers: outlier detection in the main process', () => {
+  let bad: Upstream;
+  let good: Upstream;
+  let h: Server;
+  before(async () => {
+    bad = await startUpstream('bad', (_q, r) => {
+      r.writeHead(500, { 'x-upstream': 'bad' });
+      r.end('bad');
+    });
+    good = await startUpstream('good');
+    h = await startWorkers(
+      httpBootstrap({
+        listenerExtra: '    connection_balance_config: { exact_balance: {} }',
+        routes: `- match: { prefix: / }
+  route: { cluster: od }`,
+        clusters: staticCluster(
+          'od',
+          [bad.port, good.port],
+          `outlier_detection: { consecutive_5xx: 3, interval: 0.1s, base_ejection_time: 30s, max_ejection_percent: 50 }`,
+        ),
+      }),
+    );
+  });
+  after(async () => {
+    await h.stop();
+    await bad.close();
+    await good.close();
+  });
+
+  it('results from both workers feed one detector; its ejection reaches every worker', async () => {
+    const port = h.listenerPort('main');
+    const admin = h.admin!.boundPort;
+    await until('ejected', async () => {
+      await Promise.all([request(port, { path: '/a' }), request(port, { path: '/b' })]);
+      return (await adminGet(admin, '/clusters')).body.includes('::health_flags::/failed_outlier_check');
+    });
+    assert.equal(await stat(admin, 'cluster.od.outlier_detection.ejections_enforced_consecutive_5xx'), 1);
+    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 4; i++) {
+      const rs = await Promise.all([request(port, { path: '/x' }), request(port, { path: '/y' })]);
+      assert.deepEqual(
+        rs.map((r) => r.status),
+        [200, 200],
+        'both workers avoid the ejected host',
+      );
+    }
+  });
+});
