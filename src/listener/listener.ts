@@ -219,6 +219,12 @@ export class ActiveListener {
     });
     if (chain.transport) {
       const t = chain.transport;
+      if (!t.secureContext) {
+        // Its SDS certificate has not arrived yet: nothing to present.
+        log.debug(`listener '${this.name}': TLS secret not ready; closing a connection`);
+        socket.destroy();
+        return;
+      }
       // Bytes read by listener filters must reach TLS first: Node's TLS reads a socket's handle
       // directly, so after inspection it gets a stream that replays them.
       const secure = new (tlsModule().TLSSocket)(seen?.length ? replayingStream(socket, seen) : socket, {

@@ -10,6 +10,7 @@ import { compileAddress, type SocketAddress } from '../network/address.js';
 import type { ConfigSourceConfig } from '../router/rds.js';
 import { compileStatsOptions } from '../stats/stats-config.js';
 import type { StatsOptions } from '../stats/store.js';
+import { compileSecret } from '../tls/secrets.js';
 import { type ClusterConfig, compileCluster } from '../upstream/cluster-config.js';
 import type { ServerContext } from './server-context.js';
 
@@ -94,6 +95,12 @@ function compile(canonical: JsonObject, server: ServerContext, opts: CompileOpti
   // With CDS, clusters named by routes may arrive later: nothing to validate against yet.
   const dr = canonical.dynamic_resources as JsonObject | undefined;
   server.knownClusters = dr?.cds_config !== undefined ? undefined : names;
+  // Static secrets first: TLS contexts that name them find them.
+  for (const sec of sr?.list('secrets') ?? []) {
+    const name = sec.str('name', '');
+    if (!name) throw sec.error('name', 'a secret needs a name');
+    server.secrets.update(name, compileSecret(sec));
+  }
   const clusters = clusterReaders.map(compileCluster);
   const listeners = (sr?.list('listeners') ?? []).map((l, i) =>
     compileListener(l, makeFactoryContext(server, l.path), i),

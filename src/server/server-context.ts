@@ -3,12 +3,15 @@
 // used when connections arrive.
 import { RdsRegistry } from '../router/rds.js';
 import { StatsStore } from '../stats/store.js';
+import { SecretRegistry } from '../tls/secrets.js';
 import type { ClusterManager } from '../upstream/cluster-manager.js';
 
 export class ServerContext {
   readonly stats = new StatsStore();
   /** Route configurations delivered by RDS, by name. */
   readonly rds = new RdsRegistry();
+  /** TLS secrets by name (SDS and static_resources.secrets). */
+  readonly secrets = new SecretRegistry();
   /** Names of the clusters in the bootstrap, for route validation (validate_clusters). */
   knownClusters: Set<string> | undefined = new Set<string>();
   /** The bootstrap's node.cluster (or --service-cluster): Envoy's local cluster name. */

@@ -16,7 +16,7 @@ import type { RouteConfigHolder } from '../router/rds.js';
 import type { Cluster, HostSnapshot, OutlierEvent } from '../upstream/cluster.js';
 import { ClusterManager } from '../upstream/cluster-manager.js';
 import { applyResources, type XdsResource } from '../xds/apply.js';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../xds/type-urls.js';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE } from '../xds/type-urls.js';
 import type { XdsManager } from '../xds/xds-manager.js';
 import { type BootstrapConfig, type CompileOptions, compileBootstrap } from './bootstrap-config.js';
 import { ServerContext } from './server-context.js';
@@ -192,7 +192,7 @@ export class Server {
             .map((c) => [c.name, c.hostSnapshot()]),
         ),
       dynamicState: () =>
-        [CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE, LISTENER_TYPE].flatMap((typeUrl) => {
+        [SECRET_TYPE, CLUSTER_TYPE, ENDPOINT_TYPE, ROUTE_TYPE, LISTENER_TYPE].flatMap((typeUrl) => {
           const m = this.dynamicState.get(typeUrl);
           if (!m?.size) return [];
           return [
@@ -258,7 +258,8 @@ export class Server {
       dyn?.lds !== undefined ||
       dyn?.cds !== undefined ||
       this.config.clusters.some((c) => c.eds) ||
-      this.context.rds.all().length > 0;
+      this.context.rds.all().length > 0 ||
+      this.context.secrets.names().some(([, src]) => src !== undefined);
     if (!dyn?.ads && !dynamicSources) return;
     const targetOf = (cluster: string) => {
       const c = this.config.clusters.find((x) => x.name === cluster);

@@ -10,7 +10,7 @@ import { configureConnectionIds } from '../network/connection-id.js';
 import type { Counter, Gauge } from '../stats/store.js';
 import type { HostSnapshot, OutlierEvent } from '../upstream/cluster.js';
 import { applyResources } from '../xds/apply.js';
-import { ENDPOINT_TYPE, ROUTE_TYPE } from '../xds/type-urls.js';
+import { ENDPOINT_TYPE, ROUTE_TYPE, SECRET_TYPE } from '../xds/type-urls.js';
 import { Server } from './server.js';
 import type { MainToWorker, StatsDelta, WorkerInit, WorkerToMain } from './worker-protocol.js';
 
@@ -189,7 +189,7 @@ process.on('message', (m: MainToWorker, handle?: net.Socket) => {
       return;
     case 'xds':
       // Validated by the main process already; applied in the order sent.
-      if (server && (m.typeUrl === ROUTE_TYPE || m.typeUrl === ENDPOINT_TYPE)) {
+      if (server && (m.typeUrl === ROUTE_TYPE || m.typeUrl === ENDPOINT_TYPE || m.typeUrl === SECRET_TYPE)) {
         // At once, as in the main process: a listener being applied may wait for these routes.
         void applyResources(server, m.typeUrl, m.resources, m.removed).catch((e) =>
           log.error(`applying ${m.typeUrl} from the main process failed: ${(e as Error).message}`),

@@ -10,8 +10,9 @@ import { makeFactoryContext } from '../extensions/compile.js';
 import { compileListener, type ListenerConfig } from '../listener/listener-config.js';
 import { compileRouteConfiguration, type RouteTable } from '../router/route-config.js';
 import type { Server } from '../server/server.js';
+import { compileSecret, type TlsSecret } from '../tls/secrets.js';
 import { type ClusterConfig, compileCluster, compileLoadAssignment } from '../upstream/cluster-config.js';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from './type-urls.js';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE } from './type-urls.js';
 
 /** One resource as workers receive it. */
 export interface XdsResource {
@@ -24,7 +25,8 @@ export type Compiled =
   | { kind: 'cluster'; name: string; config: ClusterConfig }
   | { kind: 'listener'; name: string; config: ListenerConfig }
   | { kind: 'route'; name: string; table: RouteTable }
-  | { kind: 'endpoints'; name: string; assignment: ReturnType<typeof compileLoadAssignment> };
+  | { kind: 'endpoints'; name: string; assignment: ReturnType<typeof compileLoadAssignment> }
+  | { kind: 'secret'; name: string; secret: TlsSecret };
 
 /** Compiles one canonical resource; throws ConfigErrors naming the field. */
 export function compileResource(server: Server, typeUrl: string, r: XdsResource): Compiled {
@@ -50,6 +52,7 @@ export function compileResource(server: Server, typeUrl: string, r: XdsResource)
       };
     else if (typeUrl === ENDPOINT_TYPE)
       out = { kind: 'endpoints', name: r.name, assignment: compileLoadAssignment(reader) };
+    else if (typeUrl === SECRET_TYPE) out = { kind: 'secret', name: r.name, secret: compileSecret(reader) };
     else throw new ConfigError(path, `resource type ${typeUrl} is not supported`);
     rc.assertAllRead();
   } catch (e) {
@@ -99,6 +102,9 @@ export async function applyResources(
         if (cl.config.eds?.serviceName === c.name)
           cl.updateAssignment(c.assignment.localities, c.assignment.overprovisioningFactor);
       server.edsVersions.set(c.name, { version: r.version, lastUpdated: now, resource: r.resource });
+    } else if (c.kind === 'secret') {
+      // TLS contexts naming it rebuild at once: new connections present the new certificate.
+      server.context.secrets.update(c.name, c.secret, r.resource, r.version);
     } else if (c.kind === 'route') {
       server.context.rds.update(c.name, c.table, r.resource, r.version);
     } else {

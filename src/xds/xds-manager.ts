@@ -22,7 +22,7 @@ import type { ClusterConfig } from '../upstream/cluster-config.js';
 import { applyResources, type Compiled, compileResource, type XdsResource } from './apply.js';
 import { XdsClient, type XdsUpdate } from './client/xds-client.js';
 import { FileSource } from './file-source.js';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from './type-urls.js';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SECRET_TYPE } from './type-urls.js';
 
 const log = logger('config');
 
@@ -31,6 +31,7 @@ const TYPE_NAMES: Record<string, string> = {
   [CLUSTER_TYPE]: 'envoy.config.cluster.v3.Cluster',
   [ROUTE_TYPE]: 'envoy.config.route.v3.RouteConfiguration',
   [ENDPOINT_TYPE]: 'envoy.config.endpoint.v3.ClusterLoadAssignment',
+  [SECRET_TYPE]: 'envoy.extensions.transport_sockets.tls.v3.Secret',
 };
 
 export class XdsManager {
@@ -135,6 +136,15 @@ export class XdsManager {
 
   /** Subscribes and waits for the first CDS then LDS answers (or their initial fetch timeouts). */
   async start(): Promise<void> {
+    const secrets = this.server.context.secrets;
+    const sdsNames = new Set<string>();
+    const subscribeSds = (name: string, source: ConfigSourceConfig) => {
+      if (sdsNames.has(name)) return;
+      sdsNames.add(name);
+      this.subscribe(source, SECRET_TYPE, [name]);
+    };
+    secrets.onNewName = subscribeSds;
+    for (const [name, source] of secrets.names()) if (source) subscribeSds(name, source);
     const rds = this.server.context.rds;
     rds.onNewName = (name, source) => this.subscribeRds(name, source);
     for (const h of rds.all()) this.subscribeRds(h.name, h.source);
@@ -208,7 +218,7 @@ export class XdsManager {
         : typeUrl === LISTENER_TYPE
           ? 'listener_manager.lds.'
           : undefined;
-    if (typeUrl === ROUTE_TYPE || typeUrl === ENDPOINT_TYPE) {
+    if (typeUrl === ROUTE_TYPE || typeUrl === ENDPOINT_TYPE || typeUrl === SECRET_TYPE) {
       // Routes and endpoints apply at once: a listener or cluster may be waiting for them (warming).
       void applyResources(this.server, typeUrl, resources, u.removed, compiled);
       this.server.workers?.broadcast({ t: 'xds', typeUrl, resources, removed: u.removed });
