@@ -101,7 +101,7 @@ function compile(canonical: JsonObject, server: ServerContext, opts: CompileOpti
     if (!name) throw sec.error('name', 'a secret needs a name');
     server.secrets.update(name, compileSecret(sec));
   }
-  const clusters = clusterReaders.map(compileCluster);
+  const clusters = clusterReaders.map((c) => compileCluster(c, server.secrets));
   const listeners = (sr?.list('listeners') ?? []).map((l, i) =>
     compileListener(l, makeFactoryContext(server, l.path), i),
   );

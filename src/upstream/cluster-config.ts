@@ -5,6 +5,7 @@ import type { LbPolicyConfig } from '../extensions/load_balancing_policies/polic
 import { registry } from '../extensions/registry.js';
 import { compileAddress, type SocketAddress } from '../network/address.js';
 import type { ConfigSourceConfig } from '../router/rds.js';
+import type { SecretRegistry } from '../tls/secrets.js';
 import { compileHealthCheck, type HealthCheckConfig } from './health_checkers/config.js';
 import { compileOutlierDetection, type OutlierDetectionConfig } from './outlier-detection.js';
 import {
@@ -75,7 +76,7 @@ export interface ClusterConfig {
 
 const HTTP_PROTOCOL_OPTIONS = 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
-export function compileCluster(r: Reader): ClusterConfig {
+export function compileCluster(r: Reader, secrets?: SecretRegistry): ClusterConfig {
   const name = r.str('name', '');
   const type = r.enum<string>('type', 'STATIC');
   if (r.has('cluster_type')) throw r.error('cluster_type', 'custom cluster types are not supported yet');
@@ -150,7 +151,7 @@ export function compileCluster(r: Reader): ClusterConfig {
   } else if (r.has('eds_cluster_config'))
     throw r.error('eds_cluster_config', 'only EDS clusters take eds_cluster_config');
   const ts = r.msg('transport_socket');
-  if (ts) cfg.tls = compileUpstreamTransport(ts);
+  if (ts) cfg.tls = compileUpstreamTransport(ts, secrets);
 
   const common = r.msg('common_lb_config');
   if (common) {

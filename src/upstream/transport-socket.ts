@@ -5,8 +5,10 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import { tlsModule } from '../common/lazy-modules.js';
 import { applyTlsParams, dataSourcePath, type LoadedCertificate } from '../common/tls-params.js';
+import { compileConfigSource } from '../config/config-source.js';
 import type { Reader } from '../config/reader.js';
 import { readDataSource } from '../router/route-config.js';
+import type { SecretRegistry } from '../tls/secrets.js';
 import type { Host } from './host.js';
 
 const RAW_BUFFER = 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer';
@@ -21,9 +23,11 @@ export interface UpstreamTlsConfig {
   certificates: LoadedCertificate[];
   /** validation_context.trusted_ca as loaded, when set. */
   caCertificates: LoadedCertificate[];
+  /** SDS secrets named but not arrived yet (connections fail until they are there). */
+  pendingSecrets: Set<string>;
 }
 
-export function compileUpstreamTransport(r: Reader): UpstreamTlsConfig | undefined {
+export function compileUpstreamTransport(r: Reader, secrets?: SecretRegistry): UpstreamTlsConfig | undefined {
   const name = r.str('name', '');
   const cfg = r.msg('typed_config');
   const url = cfg?.typeUrl;
@@ -41,6 +45,8 @@ export function compileUpstreamTransport(r: Reader): UpstreamTlsConfig | undefin
   const sanMatchers: UpstreamTlsConfig['sanMatchers'] = [];
   const certificates: LoadedCertificate[] = [];
   const caCertificates: LoadedCertificate[] = [];
+  /** SDS secrets named but not arrived yet. */
+  const pendingSecrets = new Set<string>();
   if (common) {
     const certs = common.list('tls_certificates');
     if (certs.length > 1)
@@ -52,6 +58,37 @@ export function compileUpstreamTransport(r: Reader): UpstreamTlsConfig | undefin
       options.key = readDataSource(c.msg('private_key')!);
       const pw = c.msg('password');
       if (pw) options.passphrase = readDataSource(pw).toString();
+    }
+    // SDS: the client certificate and/or the validation context by name, filled in (and replaced
+    // on rotation) as they arrive; connections fail until then.
+    const sdsCerts = common.list('tls_certificate_sds_secret_configs');
+    if (sdsCerts.length > 1)
+      throw common.error('tls_certificate_sds_secret_configs', 'at most one client certificate is supported');
+    const sdsCert = sdsCerts[0];
+    const sdsCa = common.msg('validation_context_sds_secret_config');
+    if ((sdsCert || sdsCa) && !secrets)
+      throw common.error('tls_certificate_sds_secret_configs', 'SDS is not available here');
+    for (const [ref, kind] of [
+      [sdsCert, 'cert'],
+      [sdsCa, 'ca'],
+    ] as const) {
+      if (!ref) continue;
+      const name = ref.str('name', '');
+      const src = ref.msg('sds_config');
+      pendingSecrets.add(name);
+      secrets!.watch(name, src ? compileConfigSource(src) : undefined, () => {
+        const s = secrets!.get(name);
+        if (kind === 'cert' && s?.certificate) {
+          options.cert = s.certificate.chain;
+          options.key = s.certificate.key;
+          if (s.certificate.password) options.passphrase = s.certificate.password;
+          pendingSecrets.delete(name);
+        } else if (kind === 'ca' && s?.validation) {
+          if (s.validation.trustedCa) options.ca = s.validation.trustedCa;
+          pendingSecrets.delete(name);
+        }
+      });
+      if (kind === 'ca') verify = 'chain';
     }
     const alpn = common.strList('alpn_protocols');
     if (alpn.length) options.ALPNProtocols = alpn;
@@ -75,7 +112,7 @@ export function compileUpstreamTransport(r: Reader): UpstreamTlsConfig | undefin
       }
     }
   }
-  return { options, sanMatchers, verify, certificates, caCertificates };
+  return { options, sanMatchers, verify, certificates, caCertificates, pendingSecrets };
 }
 
 function sanMatcher(r: Reader, type: string): (san: string) => boolean {
@@ -109,6 +146,14 @@ export function connectToHost(
       socket: net.createConnection({ host: host.address, port: host.port, noDelay: true, allowHalfOpen }),
       readyEvent: 'connect',
     };
+  }
+  if (tlsConfig.pendingSecrets.size > 0) {
+    // No certificate yet: fail like a connection that could not be made (Envoy: the cluster warms).
+    const socket = new net.Socket();
+    queueMicrotask(() =>
+      socket.destroy(new Error(`TLS secret not ready: ${[...tlsConfig.pendingSecrets].join(', ')}`)),
+    );
+    return { socket, readyEvent: 'secureConnect' };
   }
   const o: tls.ConnectionOptions = {
     ...tlsConfig.options,

@@ -36,7 +36,8 @@ export function compileResource(server: Server, typeUrl: string, r: XdsResource)
   const reader = rc.root(body as JsonObject, path);
   let out: Compiled;
   try {
-    if (typeUrl === CLUSTER_TYPE) out = { kind: 'cluster', name: r.name, config: compileCluster(reader) };
+    if (typeUrl === CLUSTER_TYPE)
+      out = { kind: 'cluster', name: r.name, config: compileCluster(reader, server.context.secrets) };
     else if (typeUrl === LISTENER_TYPE)
       out = {
         kind: 'listener',

@@ -3,6 +3,8 @@
 // new certificate); static_resources.secrets serve the same way.
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import https from 'node:https';
+import type net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { Server } from '../../src/server/server.js';
@@ -10,6 +12,7 @@ import { SECRET_TYPE } from '../../src/xds/resources.js';
 import { XdsServer } from '../../src/xds/server/server.js';
 import { SnapshotCache } from '../../src/xds/server/snapshot-cache.js';
 import { selfSignedCert } from '../helpers/data-path.js';
+import { request } from '../helpers/harness.js';
 
 const A = selfSignedCert();
 const B = selfSignedCert();
@@ -141,5 +144,91 @@ ${listener(`            tls_certificate_sds_secret_configs: [{ name: server_cert
 
   it('a TLS context names a static secret', async () => {
     assert.equal(await presented(h.listenerPort('tls')), fingerprint(A!.cert));
+  });
+});
+
+describe('SDS for upstream TLS', { skip: !A }, () => {
+  let cache: SnapshotCache;
+  let xds: XdsServer;
+  let up: https.Server;
+  let h: Server;
+  before(async () => {
+    up = https.createServer({ cert: A!.cert, key: A!.key }, (_q, r) => r.end('over tls'));
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const upPort = (up.address() as net.AddressInfo).port;
+    cache = new SnapshotCache();
+    xds = new XdsServer(cache, { controlPlaneId: 'test' });
+    const port = await xds.listen('127.0.0.1:0');
+    cache.setSnapshot('sds-up', { version: '1', resources: { [SECRET_TYPE]: [] } });
+    h = await Server.create({
+      configYaml: `
+node: { id: sds-up, cluster: test }
+admin: { address: { socket_address: { address: 127.0.0.1, port_value: 0 } } }
+dynamic_resources:
+  ads_config: { api_type: GRPC, transport_api_version: V3, grpc_services: [{ envoy_grpc: { cluster_name: xds } }] }
+static_resources:
+  listeners:
+  - name: plain
+    address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: plain
+          route_config: { virtual_hosts: [{ name: v, domains: ["*"], routes: [{ match: { prefix: / }, route: { cluster: secure } }] }] }
+          http_filters: [{ name: envoy.filters.http.router, typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router } }]
+  clusters:
+  - name: secure
+    type: STATIC
+    connect_timeout: 1s
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          validation_context_sds_secret_config: { name: upstream_ca, sds_config: { ads: {}, resource_api_version: V3 } }
+    load_assignment:
+      cluster_name: secure
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${upPort} } } } }] }]
+  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+    load_assignment:
+      cluster_name: xds
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${port} } } } }] }]
+`,
+    });
+    await h.start();
+  });
+  after(async () => {
+    await h.stop();
+    await xds.close();
+    up.close();
+  });
+
+  it('the upstream is trusted once SDS delivers its CA', async () => {
+    const port = h.listenerPort('plain');
+    assert.equal((await request(port, { path: '/' })).status, 503, 'no CA yet: the connection fails');
+    cache.setSnapshot('sds-up', {
+      version: '2',
+      resources: {
+        [SECRET_TYPE]: [
+          { name: 'upstream_ca', validation_context: { trusted_ca: { inline_string: A!.cert } } },
+        ],
+      },
+    });
+    const deadline = Date.now() + 5000;
+    let r = await request(port, { path: '/' });
+    while (r.status !== 200 && Date.now() < deadline) {
+      await new Promise((x) => setTimeout(x, 50));
+      r = await request(port, { path: '/' });
+    }
+    assert.equal(r.status, 200);
+    assert.equal(r.body, 'over tls');
   });
 });
