@@ -28,6 +28,10 @@ export interface DownstreamTransport {
   certificates: LoadedCertificate[];
   /** validation_context.trusted_ca as loaded, when set. */
   caCertificates: LoadedCertificate[];
+  /** With SDS: resolves once the secrets are there (a listener warms until then). */
+  ready?: Promise<void>;
+  /** The longest initial_fetch_timeout of its SDS sources (how long a listener warms). */
+  initialFetchTimeoutMs?: number;
 }
 
 interface SdsRef {
@@ -148,10 +152,21 @@ export function compileTransportSocket(r: Reader, ctx: FactoryContext): Downstre
     }
     return t;
   }
+  let markReady!: () => void;
+  t.ready = new Promise((r) => {
+    markReady = r;
+  });
+  t.initialFetchTimeoutMs = Math.max(
+    0,
+    ...[...sdsCerts, ...(sdsCa ? [sdsCa] : [])].map((x) => x.source?.initialFetchTimeoutMs ?? 0),
+  );
   const rebuild = () => {
     try {
       const sc = build();
-      if (sc) t.secureContext = sc;
+      if (sc) {
+        t.secureContext = sc;
+        markReady();
+      }
     } catch (e) {
       // A secret that does not make a context is not used; the last good one stays.
       log.error(`TLS secret rejected: ${(e as Error).message}`);

@@ -11,6 +11,7 @@ import { loadBootstrapIsolated } from '../config/proto-worker.js';
 import { registerBuiltinExtensions } from '../extensions/builtin.js';
 import { ActiveListener } from '../listener/listener.js';
 import type { ListenerConfig } from '../listener/listener-config.js';
+import type { DownstreamTransport } from '../listener/transport-socket.js';
 import { hashPolicyCompiled } from '../router/hash-policy.js';
 import type { RouteConfigHolder } from '../router/rds.js';
 import type { Cluster, HostSnapshot, OutlierEvent } from '../upstream/cluster.js';
@@ -299,12 +300,18 @@ export class Server {
       stats.counter('listener_manager.listener_modified').inc();
       return;
     }
-    // Warming: a listener starts once the route tables it uses have arrived (or their fetch timed out).
+    // Warming: a listener starts once the route tables and TLS secrets it uses have arrived (or
+    // their initial fetch timed out).
     const holders = routeConfigHolders(config).filter((h) => !h.warm);
-    if (holders.length) {
-      const limit = Math.max(...holders.map((h) => h.source.initialFetchTimeoutMs));
+    const secrets = transports(config).filter((t) => !t.secureContext && t.ready);
+    if (holders.length || secrets.length) {
+      const limit = Math.max(
+        0,
+        ...holders.map((h) => h.source.initialFetchTimeoutMs),
+        ...secrets.map((t) => t.initialFetchTimeoutMs ?? 0),
+      );
       await Promise.race([
-        Promise.all(holders.map((h) => h.whenWarm())),
+        Promise.all([...holders.map((h) => h.whenWarm()), ...secrets.map((t) => t.ready)]),
         ...(limit > 0 ? [new Promise((r) => setTimeout(r, limit).unref())] : []),
       ]);
     }
@@ -467,4 +474,10 @@ export class Server {
 function routeConfigHolders(config: ListenerConfig): RouteConfigHolder[] {
   const chains = [...config.filterChains, ...(config.defaultFilterChain ? [config.defaultFilterChain] : [])];
   return chains.flatMap((c) => c.filterFactories.flatMap((f) => f.routeConfigs ?? []));
+}
+
+/** The TLS transports of a listener's filter chains. */
+function transports(config: ListenerConfig): DownstreamTransport[] {
+  const chains = [...config.filterChains, ...(config.defaultFilterChain ? [config.defaultFilterChain] : [])];
+  return chains.flatMap((c) => (c.transport ? [c.transport] : []));
 }

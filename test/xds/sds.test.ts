@@ -8,7 +8,7 @@ import type net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { Server } from '../../src/server/server.js';
-import { SECRET_TYPE } from '../../src/xds/resources.js';
+import { LISTENER_TYPE, SECRET_TYPE } from '../../src/xds/resources.js';
 import { XdsServer } from '../../src/xds/server/server.js';
 import { SnapshotCache } from '../../src/xds/server/snapshot-cache.js';
 import { selfSignedCert } from '../helpers/data-path.js';
@@ -230,5 +230,92 @@ static_resources:
     }
     assert.equal(r.status, 200);
     assert.equal(r.body, 'over tls');
+  });
+});
+
+describe('an LDS listener warms until its SDS secret arrives', { skip: !A }, () => {
+  let cache: SnapshotCache;
+  let xds: XdsServer;
+  let h: Server;
+  let port: number;
+  const lds = (withSecret: boolean, version: string) =>
+    cache.setSnapshot('warm', {
+      version,
+      resources: {
+        [LISTENER_TYPE]: [
+          {
+            name: 'tls-lds',
+            address: { socket_address: { address: '127.0.0.1', port_value: 0 } },
+            filter_chains: [
+              {
+                transport_socket: {
+                  name: 'envoy.transport_sockets.tls',
+                  typed_config: {
+                    '@type':
+                      'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+                    common_tls_context: {
+                      tls_certificate_sds_secret_configs: [{ name: 'lds_cert', sds_config: { ads: {} } }],
+                    },
+                  },
+                },
+                filters: [
+                  {
+                    name: 'envoy.filters.network.tcp_proxy',
+                    typed_config: {
+                      '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+                      stat_prefix: 't',
+                      cluster: 'xds',
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+        [SECRET_TYPE]: withSecret ? [secret('lds_cert', A!)] : [],
+      },
+    });
+  before(async () => {
+    cache = new SnapshotCache();
+    xds = new XdsServer(cache, { controlPlaneId: 'test' });
+    port = await xds.listen('127.0.0.1:0');
+    lds(false, '1');
+  });
+  after(async () => {
+    await h?.stop();
+    await xds.close();
+  });
+
+  it('Herald goes live, and the listener binds, only once the certificate is there', async () => {
+    h = await Server.create({
+      configYaml: `
+node: { id: warm, cluster: test }
+dynamic_resources:
+  ads_config: { api_type: GRPC, transport_api_version: V3, grpc_services: [{ envoy_grpc: { cluster_name: xds } }] }
+  lds_config: { ads: {}, resource_api_version: V3 }
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+    load_assignment:
+      cluster_name: xds
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${port} } } } }] }]
+`,
+    });
+    let live = false;
+    const started = h.start().then(() => {
+      live = true;
+    });
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(live, false, 'still warming');
+    assert.throws(() => h.listenerPort('tls-lds'));
+    lds(true, '2');
+    await started;
+    assert.equal(await presented(h.listenerPort('tls-lds')), fingerprint(A!.cert));
   });
 });
