@@ -14,8 +14,9 @@ import { Http1Parser, type MessageHead, ParseError } from '../http/http1/parser.
 import { LAST_CHUNK, serializeHead, writeChunk } from '../http/http1/serializer.js';
 import { nextConnectionId } from '../network/connection-id.js';
 import type { ClusterStats } from './cluster.js';
-import { DeferredRequest, NOOP_REQUEST } from './deferred-request.js';
+import { DeferredRequest } from './deferred-request.js';
 import type { Host } from './host.js';
+import { PendingQueue } from './pending-queue.js';
 import type { ResourceManager } from './resource-manager.js';
 import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
 import type {
@@ -419,7 +420,7 @@ export class Http1ConnPool {
   private readonly idle: Http1ClientConnection[] = [];
   private readonly all = new Set<Http1ClientConnection>();
   /** Requests waiting for a connection, oldest first. */
-  private readonly pending: DeferredRequest[] = [];
+  private readonly pending: PendingQueue;
   private connecting = 0;
 
   constructor(
@@ -427,7 +428,9 @@ export class Http1ConnPool {
     readonly stats: ClusterStats,
     readonly options: Http1PoolOptions,
     readonly tls: UpstreamTlsConfig | undefined,
-  ) {}
+  ) {
+    this.pending = new PendingQueue(stats, () => options.resources);
+  }
 
   newStream(
     headers: Headers,
@@ -444,7 +447,7 @@ export class Http1ConnPool {
     if (conn) {
       if (!resources.requests.canCreate()) {
         this.idle.push(conn);
-        return this.overflow(cb);
+        return this.pending.overflow(cb);
       }
       return conn.start(headers, opts, cb);
     }
@@ -453,25 +456,13 @@ export class Http1ConnPool {
       conn = this.newConnection(opts.connectTimeoutMs, adopted);
       if (!resources.requests.canCreate()) {
         this.onIdle(conn);
-        return this.overflow(cb);
+        return this.pending.overflow(cb);
       }
       return conn.start(headers, opts, cb);
     }
-    if (!resources.pendingRequests.canCreate()) return this.overflow(cb);
-    const req = new DeferredRequest(headers, opts, cb, (r) => this.cancelPending(r));
-    this.pending.push(req);
-    resources.pendingRequests.inc();
-    this.stats.upstream_rq_pending_total.inc();
-    this.stats.upstream_rq_pending_active.inc();
-    this.tryCreateConnections(opts.connectTimeoutMs);
+    const req = this.pending.add(headers, opts, cb);
+    if (req instanceof DeferredRequest) this.tryCreateConnections(opts.connectTimeoutMs);
     return req;
-  }
-
-  /** Circuit breaker tripped: 503 UO, without waiting and without retry. */
-  private overflow(cb: UpstreamCallbacks): UpstreamRequest {
-    this.stats.upstream_rq_pending_overflow.inc();
-    queueMicrotask(() => cb.onReset('overflow', 'overflow'));
-    return NOOP_REQUEST;
   }
 
   /**
@@ -506,24 +497,6 @@ export class Http1ConnPool {
     return conn;
   }
 
-  private takePending(): DeferredRequest | undefined {
-    const req = this.pending.shift();
-    if (req) {
-      this.options.resources.pendingRequests.dec();
-      this.stats.upstream_rq_pending_active.dec();
-    }
-    return req;
-  }
-
-  private cancelPending(req: DeferredRequest): void {
-    const i = this.pending.indexOf(req);
-    if (i < 0) return;
-    this.pending.splice(i, 1);
-    this.options.resources.pendingRequests.dec();
-    this.stats.upstream_rq_pending_active.dec();
-    this.stats.upstream_rq_cancelled.inc();
-  }
-
   /** A new connection is up: it takes the oldest waiting request, or joins the idle list. */
   onConnected(conn: Http1ClientConnection): void {
     this.connecting--;
@@ -534,7 +507,7 @@ export class Http1ConnPool {
   onIdle(conn: Http1ClientConnection): void {
     const resources = this.options.resources;
     let req: DeferredRequest | undefined;
-    while ((req = this.takePending())) {
+    while ((req = this.pending.take())) {
       if (!resources.requests.canCreate()) {
         this.stats.upstream_rq_pending_overflow.inc();
         req.cb.onReset('overflow', 'overflow');
@@ -559,12 +532,12 @@ export class Http1ConnPool {
       this.stats.upstream_cx_connect_fail.inc();
       this.host.outlier?.putResult('LOCAL_ORIGIN_CONNECT_FAILED');
       // Envoy fails every waiting request on a connect failure; the router decides whether to retry.
-      let req: DeferredRequest | undefined;
-      while ((req = this.takePending())) req.cb.onReset('connection_failure', failure);
+      this.pending.failAll('connection_failure', failure);
       return;
     }
     // Capacity freed: waiting requests may now get a connection.
-    if (this.pending.length > 0) this.tryCreateConnections(this.pending[0]!.opts.connectTimeoutMs);
+    const next = this.pending.peek();
+    if (next) this.tryCreateConnections(next.opts.connectTimeoutMs);
   }
 
   get activeConnections(): number {
@@ -580,7 +553,6 @@ export class Http1ConnPool {
 
   destroy(): void {
     for (const c of this.all) c.destroy();
-    let req: DeferredRequest | undefined;
-    while ((req = this.takePending())) req.cb.onReset('connection_termination', 'pool destroyed');
+    this.pending.failAll('connection_termination', 'pool destroyed');
   }
 }

@@ -9,8 +9,9 @@ import { toHttp2Headers } from '../http/http2/headers.js';
 import { nextConnectionId } from '../network/connection-id.js';
 import type { ClusterStats } from './cluster.js';
 import type { Http2Options } from './cluster-config.js';
-import { DeferredRequest, NOOP_REQUEST } from './deferred-request.js';
+import { NOOP_REQUEST } from './deferred-request.js';
 import type { Host } from './host.js';
+import { PendingQueue } from './pending-queue.js';
 import type { ResourceManager } from './resource-manager.js';
 import { connectToHost, type UpstreamTlsConfig } from './transport-socket.js';
 import type {
@@ -96,10 +97,12 @@ export class Http2ConnPool {
     private readonly tls: UpstreamTlsConfig | undefined,
     private readonly h2: Http2Options,
     private readonly limits: { resources: ResourceManager; perHostMaxConnections: number | undefined },
-  ) {}
+  ) {
+    this.pending = new PendingQueue(stats, () => limits.resources);
+  }
 
   /** Requests waiting for stream capacity (every session full and max_connections reached). */
-  private readonly pending: DeferredRequest[] = [];
+  private readonly pending: PendingQueue;
 
   /** A session with room for a stream (max_concurrent_streams, and the peer's own limit), or a new one. */
   /** A connection already made (by auto_config's protocol probe), used for the next session. */
@@ -182,8 +185,7 @@ export class Http2ConnPool {
         stats.upstream_cx_connect_fail.inc();
         host.outlier?.putResult('LOCAL_ORIGIN_CONNECT_FAILED');
         // As in Envoy, a connect failure fails the requests waiting for capacity.
-        let req: DeferredRequest | undefined;
-        while ((req = this.takePending())) req.cb.onReset('connection_failure', 'connection failure');
+        this.pending.failAll('connection_failure', 'connection failure');
       } else this.drainPending(connectTimeoutMs);
     });
     session.once('goaway', forget);
@@ -199,41 +201,9 @@ export class Http2ConnPool {
   newStream(headers: Headers, opts: NewStreamOptions, cb: UpstreamCallbacks): UpstreamRequest {
     const resources = this.limits.resources;
     const entry = this.getSession(opts.connectTimeoutMs);
-    if (!entry) {
-      if (!resources.pendingRequests.canCreate()) return this.overflow(cb);
-      const req = new DeferredRequest(headers, opts, cb, (r) => this.cancelPending(r));
-      this.pending.push(req);
-      resources.pendingRequests.inc();
-      this.stats.upstream_rq_pending_total.inc();
-      this.stats.upstream_rq_pending_active.inc();
-      return req;
-    }
-    if (!resources.requests.canCreate()) return this.overflow(cb);
+    if (!entry) return this.pending.add(headers, opts, cb);
+    if (!resources.requests.canCreate()) return this.pending.overflow(cb);
     return this.startStream(entry, headers, opts, cb);
-  }
-
-  private overflow(cb: UpstreamCallbacks): UpstreamRequest {
-    this.stats.upstream_rq_pending_overflow.inc();
-    queueMicrotask(() => cb.onReset('overflow', 'overflow'));
-    return NOOP_REQUEST;
-  }
-
-  private takePending(): DeferredRequest | undefined {
-    const req = this.pending.shift();
-    if (req) {
-      this.limits.resources.pendingRequests.dec();
-      this.stats.upstream_rq_pending_active.dec();
-    }
-    return req;
-  }
-
-  private cancelPending(req: DeferredRequest): void {
-    const i = this.pending.indexOf(req);
-    if (i < 0) return;
-    this.pending.splice(i, 1);
-    this.limits.resources.pendingRequests.dec();
-    this.stats.upstream_rq_pending_active.dec();
-    this.stats.upstream_rq_cancelled.inc();
   }
 
   /** Capacity freed (a stream or session ended): waiting requests take it, oldest first. */
@@ -241,7 +211,7 @@ export class Http2ConnPool {
     while (this.pending.length > 0) {
       const entry = this.getSession(connectTimeoutMs);
       if (!entry) return;
-      const req = this.takePending()!;
+      const req = this.pending.take()!;
       if (!this.limits.resources.requests.canCreate()) {
         this.stats.upstream_rq_pending_overflow.inc();
         req.cb.onReset('overflow', 'overflow');
@@ -344,7 +314,6 @@ export class Http2ConnPool {
   destroy(): void {
     for (const e of this.sessions) e.session.destroy();
     this.sessions = [];
-    let req: DeferredRequest | undefined;
-    while ((req = this.takePending())) req.cb.onReset('connection_termination', 'pool destroyed');
+    this.pending.failAll('connection_termination', 'pool destroyed');
   }
 }
