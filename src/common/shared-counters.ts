@@ -9,7 +9,6 @@ const SLOTS = 65536;
 
 let array = new Int32Array(SLOTS);
 let next = 0;
-let sharedPath: string | undefined;
 
 /** A slot for one counter; processes that build the same config in the same order get the same slots. */
 export function allocateSlot(): { array: Int32Array; index: number } {
@@ -52,24 +51,31 @@ const PROT_RW = 3;
 const MAP_SHARED = 1;
 
 /**
- * Switches this process to counters shared through `path`, created (zeroed) by the main
- * process and mapped by workers. Must run before any cluster is built.
+ * Main process: creates the shared counters (zeroed) and returns the fd that workers map. The
+ * file is unlinked at once, so nothing is left behind in /dev/shm whatever way the process ends;
+ * the fd (kept open for workers started later) and the mappings keep the memory alive.
+ * Must run before any cluster is built.
  */
-export function useSharedCounters(path: string, create: boolean): void {
-  const { libc: c, view } = load();
-  const fd = c.open(path, O_RDWR | (create ? O_CREAT : 0), 0o600);
-  if (fd < 0) throw new Error(`cannot open shared counters ${path}`);
-  const bytes = SLOTS * 4;
-  if (create && c.ftruncate(fd, bytes) !== 0) throw new Error(`cannot size shared counters ${path}`);
-  const p = c.mmap(null, bytes, PROT_RW, MAP_SHARED, fd, 0);
-  c.close(fd);
-  array = new Int32Array(view(p, bytes));
-  next = 0;
-  if (create) sharedPath = path;
+export function createSharedCounters(): number {
+  const { libc: c } = load();
+  const path = `/dev/shm/herald-${process.pid}-${Date.now()}`;
+  const fd = c.open(path, O_RDWR | O_CREAT, 0o600);
+  if (fd < 0) throw new Error(`cannot create shared counters ${path}`);
+  c.unlink(path);
+  if (c.ftruncate(fd, SLOTS * 4) !== 0) throw new Error('cannot size the shared counters');
+  mapShared(fd);
+  return fd;
 }
 
-/** Removes the shared file (main process, at exit); the mapping stays valid until then. */
-export function removeSharedCounters(): void {
-  if (sharedPath) load().libc.unlink(sharedPath);
-  sharedPath = undefined;
+/** Worker process: maps the shared counters from the fd the main process passed down. */
+export function useSharedCounters(fd: number): void {
+  mapShared(fd);
+}
+
+function mapShared(fd: number): void {
+  const { libc: c, view } = load();
+  const bytes = SLOTS * 4;
+  const p = c.mmap(null, bytes, PROT_RW, MAP_SHARED, fd, 0);
+  array = new Int32Array(view(p, bytes));
+  next = 0;
 }

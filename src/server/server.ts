@@ -3,7 +3,7 @@
 import { AdminServer } from '../admin/admin-server.js';
 import { daysUntilFirstCertExpiring, type TlsContextCertificates } from '../admin/certs.js';
 import { allLoggers, logger } from '../common/logger.js';
-import { useSharedCounters } from '../common/shared-counters.js';
+import { createSharedCounters } from '../common/shared-counters.js';
 import { timerMs } from '../common/timers.js';
 import { initHashing } from '../common/xxhash.js';
 import type { JsonObject } from '../config/proto-json.js';
@@ -128,12 +128,9 @@ export class Server {
       this.admin = new AdminServer(this, this.config.admin);
       await this.admin.listen();
     }
-    let sharedCounters = '';
-    if (role === 'main') {
-      // Circuit-breaker counts shared with the workers: limits hold for the whole proxy.
-      sharedCounters = `/dev/shm/herald-${process.pid}-${Date.now()}`;
-      useSharedCounters(sharedCounters, true);
-    }
+    let sharedCounters = -1;
+    // Circuit-breaker counts shared with the workers: limits hold for the whole proxy.
+    if (role === 'main') sharedCounters = createSharedCounters();
     const worker = this.options.worker;
     this.clusterManager = new ClusterManager(this.config.clusters, stats, worker);
     this.context.clusterManager = this.clusterManager;
@@ -173,7 +170,7 @@ export class Server {
   }
 
   /** Main process: binds the listeners, starts the workers, and shares host health with them. */
-  private async startWorkers(sharedCounters: string): Promise<void> {
+  private async startWorkers(sharedCounters: number): Promise<void> {
     const cm = this.clusterManager;
     const workers = new WorkerManager({
       concurrency: this.options.concurrency ?? 1,

@@ -87,7 +87,7 @@ async function init(m: WorkerInit): Promise<void> {
     const v = m.logLevels[l.name];
     if (v !== undefined) l.level = Number(v);
   }
-  useSharedCounters(m.sharedCounters, false);
+  useSharedCounters(m.sharedCounters);
   for (const [c, hosts] of Object.entries(m.resolvedHosts)) resolvedHosts.set(c, hosts);
   server = new Server(
     {

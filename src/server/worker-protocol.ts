@@ -23,7 +23,8 @@ export interface WorkerInit {
   hostHealth: Record<string, Array<[string, number]>>;
   /** The main process's last DNS result per DNS cluster. */
   resolvedHosts: Record<string, HostSnapshot[]>;
-  sharedCounters: string;
+  /** The fd of the shared counters in the worker. */
+  sharedCounters: number;
   /** Dynamic resources in force, in the order to apply them (clusters, endpoints, listeners, routes). */
   dynamic: Array<{ typeUrl: string; resources: XdsResource[]; ports?: Record<string, number> }>;
   heartbeatMs: number;

@@ -14,7 +14,6 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { allLoggers, logger } from '../common/logger.js';
-import { removeSharedCounters } from '../common/shared-counters.js';
 import { type ListenSocket, makeListenSocket } from '../listener/listen-socket.js';
 import type { ListenerConfig } from '../listener/listener-config.js';
 import type { Counter, Gauge, StatsStore } from '../stats/store.js';
@@ -24,7 +23,7 @@ import type { MainToWorker, StatsDelta, WorkerInit, WorkerToMain } from './worke
 
 const log = logger('main');
 const WORKER_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker-main.js');
-/** First fd number in a worker for inherited listening sockets (0-2 stdio, 3 IPC). */
+/** First inherited fd in a worker (0-2 stdio, 3 IPC): the shared counters, then listening sockets. */
 const FIRST_LISTEN_FD = 4;
 
 interface BoundListener {
@@ -56,7 +55,8 @@ export interface WorkerManagerOptions {
   serviceCluster?: string | undefined;
   serviceNode?: string | undefined;
   watchdog: WatchdogConfig;
-  sharedCounters: string;
+  /** The shared-counters fd (passed to each worker at fork). */
+  sharedCounters: number;
   /** --drain-time-s, for graceful draining. */
   drainTimeMs: number;
   /** Admin /healthcheck/fail in force, for a new worker. */
@@ -167,6 +167,8 @@ export class WorkerManager {
   private spawn(w: Worker): Promise<void> {
     const kernel = this.bound.filter((b) => !b.acceptor);
     const stdio: Array<'inherit' | 'ipc' | number> = ['inherit', 'inherit', 'inherit', 'ipc'];
+    // fd 4: the shared counters; then the kernel-balanced listening sockets.
+    stdio.push(this.opts.sharedCounters);
     for (const b of kernel) stdio.push(b.socket.fd);
     const child = fork(WORKER_SCRIPT, [], { stdio, serialization: 'advanced' });
     w.child = child;
@@ -175,7 +177,7 @@ export class WorkerManager {
     w.lastBeat = Date.now();
     w.missed = w.megamissed = false;
     w.active.clear();
-    let fdIndex = FIRST_LISTEN_FD;
+    let fdIndex = FIRST_LISTEN_FD + 1;
     const levels: Record<string, string> = {};
     for (const l of allLoggers()) levels[l.name] = String(l.level);
     const init: WorkerInit = {
@@ -196,7 +198,7 @@ export class WorkerManager {
       dynamic: this.opts.dynamicState(),
       hostHealth: this.opts.hostHealth(),
       resolvedHosts: this.opts.resolvedHosts(),
-      sharedCounters: this.opts.sharedCounters,
+      sharedCounters: FIRST_LISTEN_FD,
       heartbeatMs: Math.max(5, Math.min(50, this.opts.watchdog.missMs / 4)),
       statsFlushMs: 1000,
       healthCheckFailed: this.opts.healthCheckFailed(),
@@ -396,6 +398,5 @@ export class WorkerManager {
     );
     this.broadcast({ t: 'stop', drainMs });
     await Promise.all(exits);
-    removeSharedCounters();
   }
 }
