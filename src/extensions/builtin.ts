@@ -8,6 +8,7 @@ import {
   stdoutAccessLogFactory,
 } from './access_loggers/file.js';
 import { bufferFactory } from './filters/http/buffer.js';
+import { faultFactory } from './filters/http/fault.js';
 import { healthCheckFactory } from './filters/http/health-check.js';
 import { httpInspectorFactory } from './filters/listener/http-inspector.js';
 import { tlsInspectorFactory } from './filters/listener/tls-inspector.js';
@@ -41,4 +42,5 @@ export function registerBuiltinExtensions(): void {
   registry.register(routerFactory);
   registry.register(healthCheckFactory);
   registry.register(bufferFactory);
+  registry.register(faultFactory);
 }
