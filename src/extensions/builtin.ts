@@ -10,6 +10,7 @@ import {
 import { bufferFactory } from './filters/http/buffer.js';
 import { faultFactory } from './filters/http/fault.js';
 import { healthCheckFactory } from './filters/http/health-check.js';
+import { localRateLimitFactory } from './filters/http/local-ratelimit.js';
 import { httpInspectorFactory } from './filters/listener/http-inspector.js';
 import { tlsInspectorFactory } from './filters/listener/tls-inspector.js';
 import {
@@ -43,4 +44,5 @@ export function registerBuiltinExtensions(): void {
   registry.register(healthCheckFactory);
   registry.register(bufferFactory);
   registry.register(faultFactory);
+  registry.register(localRateLimitFactory);
 }
