@@ -9,6 +9,7 @@ import type { Route, RouteTable, VirtualHost } from '../router/route-config.js';
 import type { BodySource, ServerStream } from './codec.js';
 import type { HttpConnectionManagerStats } from './conn-manager.js';
 import type { ConnectionManagerConfig } from './conn-manager-config.js';
+import type { HttpFilterFactory } from './filter.js';
 import {
   type DecoderFilterCallbacks,
   type DownstreamInfo,
@@ -97,6 +98,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
   private requestTimer: NodeJS.Timeout | undefined;
   private durationTimer: NodeJS.Timeout | undefined;
   private readonly table: RouteTable;
+  private readonly factories: HttpFilterFactory[];
 
   constructor(
     readonly config: ConnectionManagerConfig,
@@ -104,11 +106,16 @@ export class ActiveStream implements DecoderFilterCallbacks {
     readonly downstream: DownstreamInfo,
     private readonly stats: HttpConnectionManagerStats,
     onComplete: (s: ActiveStream) => void,
+    /** An upgrade (e.g. websocket) whose upgrade_configs entry has its own filter chain uses it. */
+    upgradeType?: string,
   ) {
     this.requestHeaders = stream.headers;
     // RDS may replace the table; this stream keeps the one it started with.
     this.table = config.routeTable;
-    this.filters = config.filterFactories.map((f) => f.createFilter(config.filterContext));
+    this.factories =
+      (upgradeType !== undefined ? config.upgradeFilters.get(upgradeType) : undefined) ??
+      config.filterFactories;
+    this.filters = this.factories.map((f) => f.createFilter(config.filterContext));
     for (const f of this.filters) {
       f.setDecoderFilterCallbacks?.(this);
       f.setEncoderFilterCallbacks?.(this);
@@ -283,7 +290,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
 
   /** A non-terminal filter the route turns off (FilterConfig.disabled), or one off by default that it does not turn on. */
   private disabledForRoute(i: number): boolean {
-    const factory = this.config.filterFactories[i]!;
+    const factory = this.factories[i]!;
     if (factory.terminal || !factory.configName) return false;
     const e = this.perFilterEntry(factory.configName);
     return e ? e.disabled : (factory.disabledByDefault ?? false);

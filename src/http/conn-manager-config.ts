@@ -64,6 +64,8 @@ export interface ConnectionManagerConfig {
   accessLoggers: AccessLogger[];
   /** upgrade_configs: upgrade type (lower case) -> enabled. */
   upgrades: Map<string, boolean>;
+  /** Upgrade types with their own filter chain (instead of http_filters). */
+  upgradeFilters: Map<string, HttpFilterFactory[]>;
   server: ServerContext;
 }
 
@@ -88,35 +90,21 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     throw r.error(which, which ? `'${which}' is not supported yet` : "'route_config' or 'rds' is required");
 
   const filters = r.list('http_filters');
-  const filterFactories: HttpFilterFactory[] = [];
-  filters.forEach((f, i) => {
-    const disabled = f.bool('disabled');
-    if (f.bool('is_optional')) {
-      // An optional filter Herald does not know is skipped, as Envoy does.
-      const url = (f.value.typed_config as Record<string, unknown> | undefined)?.['@type'];
-      if (typeof url !== 'string' || !registry.byTypeUrl('http_filter', url)) {
-        f.ignore('typed_config', 'name');
-        return;
-      }
-    }
-    const compiled = ctx.compileExtension<HttpFilterFactory>('http_filter', f);
-    if (disabled && compiled.terminal) throw f.error('disabled', 'the terminal filter cannot be disabled');
-    // Each HCM filter entry gets its own factory object carrying its config name.
-    const factory: HttpFilterFactory = {
-      ...compiled,
-      configName: f.str('name', ''),
-      disabledByDefault: disabled,
-    };
-    if (factory.terminal && i !== filters.length - 1)
-      throw f.error('name', `terminal filter '${factory.name}' must be the last HTTP filter`);
-    if (!factory.terminal && i === filters.length - 1)
-      throw f.error(
-        'name',
-        `the last HTTP filter must be a terminal filter (e.g. envoy.filters.http.router), not '${factory.name}'`,
-      );
-    filterFactories.push(factory);
-  });
+  const filterFactories = compileHttpFilters(filters, ctx);
   if (filters.length === 0) throw r.error('http_filters', 'at least the router filter is required');
+
+  // upgrade_configs at the HCM may carry their own filter chain (Envoy's UpgradeConfig.filters).
+  const upgrades = new Map<string, boolean>();
+  const upgradeFilters = new Map<string, HttpFilterFactory[]>();
+  for (const u of r.list('upgrade_configs')) {
+    if (u.has('connect_config')) throw u.error('connect_config', 'CONNECT upgrades are not supported yet');
+    const type = u.str('upgrade_type', '').toLowerCase();
+    if (type === 'connect' || type === 'connect-udp')
+      throw u.error('upgrade_type', 'CONNECT upgrades are not supported yet');
+    upgrades.set(type, u.has('enabled') ? u.bool('enabled') : true);
+    const list = u.list('filters');
+    if (list.length) upgradeFilters.set(type, compileHttpFilters(list, ctx));
+  }
 
   const cho = r.msg('common_http_protocol_options');
   const idleTimeoutMs = cho ? cho.durationMs('idle_timeout', 3600_000) : 3600_000;
@@ -170,7 +158,8 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     maxStreamDurationMs,
     drainTimeoutMs,
     maxRequestsPerConnection,
-    upgrades: compileUpgradeConfigs(r),
+    upgrades,
+    upgradeFilters,
     accessLoggers: r
       .list('access_log')
       .map((a) => compileAccessLog(a, (x) => ctx.compileExtension<AccessLogger>('access_logger', x))),
@@ -215,6 +204,39 @@ export const httpConnectionManagerFactory: ExtensionFactory<NetworkFilterFactory
 };
 
 /** upgrade_configs (HCM or route level): upgrade type, lower case -> enabled. */
+/** An HCM's http_filters (or an upgrade's own filters): order checked, the router last. */
+function compileHttpFilters(filters: Reader[], ctx: FactoryContext): HttpFilterFactory[] {
+  const filterFactories: HttpFilterFactory[] = [];
+  filters.forEach((f, i) => {
+    const disabled = f.bool('disabled');
+    if (f.bool('is_optional')) {
+      // An optional filter Herald does not know is skipped, as Envoy does.
+      const url = (f.value.typed_config as Record<string, unknown> | undefined)?.['@type'];
+      if (typeof url !== 'string' || !registry.byTypeUrl('http_filter', url)) {
+        f.ignore('typed_config', 'name');
+        return;
+      }
+    }
+    const compiled = ctx.compileExtension<HttpFilterFactory>('http_filter', f);
+    if (disabled && compiled.terminal) throw f.error('disabled', 'the terminal filter cannot be disabled');
+    // Each HCM filter entry gets its own factory object carrying its config name.
+    const factory: HttpFilterFactory = {
+      ...compiled,
+      configName: f.str('name', ''),
+      disabledByDefault: disabled,
+    };
+    if (factory.terminal && i !== filters.length - 1)
+      throw f.error('name', `terminal filter '${factory.name}' must be the last HTTP filter`);
+    if (!factory.terminal && i === filters.length - 1)
+      throw f.error(
+        'name',
+        `the last HTTP filter must be a terminal filter (e.g. envoy.filters.http.router), not '${factory.name}'`,
+      );
+    filterFactories.push(factory);
+  });
+  return filterFactories;
+}
+
 export function compileUpgradeConfigs(r: Reader): Map<string, boolean> {
   const out = new Map<string, boolean>();
   for (const u of r.list('upgrade_configs')) {

@@ -426,13 +426,20 @@ export class ConnectionManager implements NetworkFilter {
       log.debug(
         `[C${conn.id}][S${streamId}] request headers complete (end_stream=${s.body.ended}):\n${formatHeaders(h)}`,
       );
-    const stream = new ActiveStream(this.config, s, info, stats, (a) => {
-      stats.downstream_rq_active.dec();
-      stats.downstream_rq_completed.inc();
-      stats.downstream_rq_time.recordValue(a.streamInfo.elapsedMs());
-      const code = a.streamInfo.responseCode;
-      if (code) stats.responseClass(code);
-    });
+    const stream = new ActiveStream(
+      this.config,
+      s,
+      info,
+      stats,
+      (a) => {
+        stats.downstream_rq_active.dec();
+        stats.downstream_rq_completed.inc();
+        stats.downstream_rq_time.recordValue(a.streamInfo.elapsedMs());
+        const code = a.streamInfo.responseCode;
+        if (code) stats.responseClass(code);
+      },
+      upgradeType,
+    );
     stream.connectionId = conn.id;
     stream.streamId = streamId;
     const si = stream.streamInfo;

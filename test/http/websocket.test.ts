@@ -103,3 +103,55 @@ describe('WebSocket without upgrade_configs', () => {
     assert.match(out, /^HTTP\/1\.1 403 Forbidden\r\n/);
   });
 });
+
+describe('upgrade_configs with their own filter chain', () => {
+  let up: http.Server;
+  let h: Running;
+  before(async () => {
+    up = http.createServer((_q, s) => s.end('plain'));
+    up.on('upgrade', (_req, sock) => {
+      sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      sock.on('data', (d: Buffer) => sock.write(d));
+      sock.on('end', () => sock.end());
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const port = (up.address() as net.AddressInfo).port;
+    const fault = 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault';
+    h = await startHerald(
+      httpBootstrap({
+        hcmExtra: `upgrade_configs:
+- upgrade_type: websocket
+  filters:
+  - name: envoy.filters.http.fault
+    typed_config: { "@type": ${fault}, abort: { http_status: 418, percentage: { numerator: 100 } } }
+  - name: envoy.filters.http.router
+    typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }`,
+        routes: `- match: { prefix: / }
+  route: { cluster: ws }`,
+        clusters: staticCluster('ws', [port]),
+      }),
+    );
+  });
+  after(async () => {
+    await h.stop();
+    up.closeAllConnections();
+    await new Promise((r) => up.close(r));
+  });
+
+  it('an upgrade runs its own filters; other requests the HCM http_filters', async () => {
+    const out = await upgradeExchange(h.port(), '/chat', []);
+    assert.match(out, /^HTTP\/1\.1 418 /, 'the websocket chain aborts');
+    const plain = await new Promise<string>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: h.port(), path: '/' }, (res) => {
+          let b = '';
+          res.on('data', (d) => {
+            b += d;
+          });
+          res.on('end', () => resolve(`${res.statusCode} ${b}`));
+        })
+        .on('error', reject);
+    });
+    assert.equal(plain, '200 plain');
+  });
+});
