@@ -3,7 +3,7 @@
 // though each worker is its own process. With workers the counters live in a
 // shared memory file (/dev/shm, mapped through libc with koffi) and are
 // changed with Atomics; a single process uses ordinary memory.
-import { createRequire } from 'node:module';
+import { libc as loadLibc } from './libc.js';
 
 const SLOTS = 65536;
 
@@ -30,10 +30,8 @@ interface Libc {
 
 let libc: Libc | undefined;
 function load(): { libc: Libc; view: (p: unknown, len: number) => ArrayBuffer } {
-  const require = createRequire(import.meta.url);
-  const koffi = require('koffi') as typeof import('koffi');
+  const { koffi, lib } = loadLibc();
   if (!libc) {
-    const lib = koffi.load('libc.so.6');
     libc = {
       open: lib.func('int open(const char *, int, int)') as Libc['open'],
       ftruncate: lib.func('int ftruncate(int, long)') as Libc['ftruncate'],

@@ -65,9 +65,14 @@ const SIMPLE: Record<string, Getter> = {
   BYTES_SENT: (c) => String(c.info.bytesSent),
   UPSTREAM_REQUEST_ATTEMPT_COUNT: (c) => String(c.info.attemptCount),
   UPSTREAM_TRANSPORT_FAILURE_REASON: (c) => c.info.upstreamTransportFailureReason || undefined,
-  UPSTREAM_LOCAL_ADDRESS: (c) => c.info.upstreamLocalAddress || undefined,
-  UPSTREAM_CONNECTION_ID: (c) =>
-    c.info.upstreamConnectionId < 0 ? undefined : String(c.info.upstreamConnectionId),
+  UPSTREAM_LOCAL_ADDRESS: (c) => {
+    const ci = c.info.upstreamConnection?.connectionInfo?.();
+    return ci ? formatAddress(ci.localAddress, ci.localPort) : undefined;
+  },
+  UPSTREAM_CONNECTION_ID: (c) => {
+    const ci = c.info.upstreamConnection?.connectionInfo?.();
+    return ci ? String(ci.connectionId) : undefined;
+  },
   CONNECTION_ID: (c) => (c.info.connectionId < 0 ? undefined : String(c.info.connectionId)),
   STREAM_ID: (c) => c.info.streamId || undefined,
   REQUESTED_SERVER_NAME: (c) => c.info.requestedServerName || undefined,

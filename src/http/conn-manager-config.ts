@@ -97,11 +97,8 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
   const upgrades = new Map<string, boolean>();
   const upgradeFilters = new Map<string, HttpFilterFactory[]>();
   for (const u of r.list('upgrade_configs')) {
-    if (u.has('connect_config')) throw u.error('connect_config', 'CONNECT upgrades are not supported yet');
-    const type = u.str('upgrade_type', '').toLowerCase();
-    if (type === 'connect' || type === 'connect-udp')
-      throw u.error('upgrade_type', 'CONNECT upgrades are not supported yet');
-    upgrades.set(type, u.has('enabled') ? u.bool('enabled') : true);
+    const { type, enabled } = compileUpgradeConfig(u);
+    upgrades.set(type, enabled);
     const list = u.list('filters');
     if (list.length) upgradeFilters.set(type, compileHttpFilters(list, ctx));
   }
@@ -237,15 +234,21 @@ function compileHttpFilters(filters: Reader[], ctx: FactoryContext): HttpFilterF
   return filterFactories;
 }
 
+/** One UpgradeConfig (HCM or route): its type and whether it is enabled (default true). */
+function compileUpgradeConfig(u: Reader): { type: string; enabled: boolean } {
+  if (u.has('connect_config')) throw u.error('connect_config', 'CONNECT upgrades are not supported yet');
+  const type = u.str('upgrade_type', '').toLowerCase();
+  if (type === 'connect' || type === 'connect-udp')
+    throw u.error('upgrade_type', 'CONNECT upgrades are not supported yet');
+  return { type, enabled: u.has('enabled') ? u.bool('enabled') : true };
+}
+
+/** A route's upgrade_configs: type -> enabled. */
 export function compileUpgradeConfigs(r: Reader): Map<string, boolean> {
   const out = new Map<string, boolean>();
   for (const u of r.list('upgrade_configs')) {
-    if (u.has('filters')) throw u.error('filters', 'upgrade-specific filter chains are not supported yet');
-    if (u.has('connect_config')) throw u.error('connect_config', 'CONNECT upgrades are not supported yet');
-    const type = u.str('upgrade_type', '').toLowerCase();
-    if (type === 'connect' || type === 'connect-udp')
-      throw u.error('upgrade_type', 'CONNECT upgrades are not supported yet');
-    out.set(type, u.has('enabled') ? u.bool('enabled') : true);
+    const { type, enabled } = compileUpgradeConfig(u);
+    out.set(type, enabled);
   }
   return out;
 }

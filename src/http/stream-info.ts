@@ -1,5 +1,6 @@
 // Per-request (or per-TCP-connection) facts that access logs, stats and
 // local replies read: Envoy's StreamInfo.
+import type { UpstreamConnectionInfo } from '../upstream/upstream-request.js';
 
 /** Envoy's response flags, in Envoy's order (bit i = entry i). */
 export const RESPONSE_FLAGS = [
@@ -76,15 +77,17 @@ export class StreamInfo {
   upstreamHost = '';
   /** %UPSTREAM_TRANSPORT_FAILURE_REASON%. */
   upstreamTransportFailureReason = '';
-  /** %CONNECTION_ID% (downstream) and %UPSTREAM_CONNECTION_ID% (-1 when none). */
+  /** %CONNECTION_ID% (-1 when none). */
   connectionId = -1;
-  upstreamConnectionId = -1;
+  /**
+   * The upstream connection, asked only when an access log wants %UPSTREAM_LOCAL_ADDRESS% or
+   * %UPSTREAM_CONNECTION_ID% (nothing is computed per request otherwise).
+   */
+  upstreamConnection: { connectionInfo?(): UpstreamConnectionInfo | undefined } | undefined;
   /** %STREAM_ID%: the request id of an HTTP stream, else a number. */
   streamId = '';
   /** %REQUESTED_SERVER_NAME%: SNI. */
   requestedServerName = '';
-  /** %UPSTREAM_LOCAL_ADDRESS%. */
-  upstreamLocalAddress = '';
   /** %CONNECTION_TERMINATION_DETAILS%. */
   connectionTerminationDetails = '';
   bytesReceived = 0;

@@ -4,7 +4,7 @@
 // processes, which accept on it ("the kernel's choice"), or the main process
 // accepts and passes each connection on (exact balance). Node cannot make a
 // listening socket without polling it, so it is made through libc (koffi).
-import { createRequire } from 'node:module';
+import { libc as loadLibc } from '../common/libc.js';
 import net from 'node:net';
 
 interface Libc {
@@ -28,9 +28,7 @@ const IPV6_V6ONLY = 26;
 let libc: Libc | undefined;
 function load(): Libc {
   if (libc) return libc;
-  const require = createRequire(import.meta.url);
-  const koffi = require('koffi') as typeof import('koffi');
-  const lib = koffi.load('libc.so.6');
+  const { lib } = loadLibc();
   libc = {
     socket: lib.func('int socket(int, int, int)') as Libc['socket'],
     setsockopt: lib.func('int setsockopt(int, int, int, const uint8_t *, uint32_t)') as Libc['setsockopt'],

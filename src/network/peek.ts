@@ -3,8 +3,8 @@
 // libc through koffi. Peeked connections keep their native handle, which
 // Node's TLS and HTTP/2 need to run at full speed; where peeking is not
 // available, callers read the bytes and replay them instead.
-import { createRequire } from 'node:module';
 import type net from 'node:net';
+import { libc } from '../common/libc.js';
 
 const MSG_PEEK = 0x2;
 const MSG_DONTWAIT = 0x40;
@@ -22,10 +22,7 @@ function loadRecv(): RecvFn | null {
   recv = null;
   if (process.platform !== 'linux') return recv;
   try {
-    const require = createRequire(import.meta.url);
-    const koffi = require('koffi') as typeof import('koffi');
-    const libc = koffi.load('libc.so.6');
-    recv = libc.func('long recv(int fd, _Out_ uint8_t *buf, size_t len, int flags)') as unknown as RecvFn;
+    recv = libc().lib.func('long recv(int fd, _Out_ uint8_t *buf, size_t len, int flags)') as unknown as RecvFn;
   } catch {
     recv = null;
   }

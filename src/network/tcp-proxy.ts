@@ -12,7 +12,6 @@ import { ResponseFlag, StreamInfo } from '../http/stream-info.js';
 import type { ServerContext } from '../server/server-context.js';
 import type { Counter } from '../stats/store.js';
 import { connectToHost } from '../upstream/transport-socket.js';
-import { formatAddress } from './address.js';
 import { nextConnectionId } from './connection-id.js';
 import type { DownstreamConnection, NetworkFilter, NetworkFilterFactory } from './filter.js';
 import { connectionAddresses, NetworkFilterStatus } from './filter.js';
@@ -172,8 +171,12 @@ class TcpProxyFilter implements NetworkFilter {
         connected = true;
         pending = undefined;
         cluster.stats.upstream_cx_active.inc();
-        info.upstreamLocalAddress = formatAddress(up.localAddress ?? '', up.localPort ?? 0);
-        info.upstreamConnectionId = nextConnectionId();
+        const upstream = {
+          localAddress: up.localAddress ?? '',
+          localPort: up.localPort ?? 0,
+          connectionId: nextConnectionId(),
+        };
+        info.upstreamConnection = { connectionInfo: () => upstream };
         this.bridge(down, up, conn.bufferLimit, info);
       });
       up.once('error', (e) => {

@@ -15,7 +15,6 @@ import {
   type HttpFilterFactory,
 } from '../http/filter.js';
 import { ResponseFlag } from '../http/stream-info.js';
-import { formatAddress } from '../network/address.js';
 import type { Cluster } from '../upstream/cluster.js';
 import type { Host } from '../upstream/host.js';
 import type { LoadBalancerContext } from '../upstream/lb/load-balancer.js';
@@ -487,11 +486,7 @@ class RouterFilter implements HttpFilter {
     const cluster = this.cluster!;
     const upgrade = cb.upgradeType !== undefined;
     a.idleTimer?.refresh();
-    const ci = a.req.connectionInfo?.();
-    if (ci) {
-      cb.streamInfo.upstreamLocalAddress = formatAddress(ci.localAddress, ci.localPort);
-      cb.streamInfo.upstreamConnectionId = ci.connectionId;
-    }
+    cb.streamInfo.upstreamConnection = a.req;
     cluster.stats.responseCode(status);
     a.host.outlier?.putHttpResponseCode(status);
     // An upstream that says it is failing its health checks is taken out at once (Envoy).

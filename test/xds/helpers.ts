@@ -125,3 +125,17 @@ export class RecordingClient {
     return [...this.client.resources(typeUrl).keys()].sort();
   }
 }
+
+/** The static cluster an ADS config names (Herald's xDS server, over HTTP/2), as a clusters entry. */
+export function xdsClusterYaml(port: number): string {
+  return `  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+    load_assignment:
+      cluster_name: xds
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${port} } } } }] }]`;
+}

@@ -10,7 +10,7 @@ import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../sr
 import { XdsServer } from '../../src/xds/server/server.js';
 import { SnapshotCache } from '../../src/xds/server/snapshot-cache.js';
 import { adminGet, request, startUpstream, stat, type Upstream } from '../helpers/harness.js';
-import { edsCluster, loadAssignment, rdsListener } from './helpers.js';
+import { edsCluster, loadAssignment, rdsListener, xdsClusterYaml } from './helpers.js';
 
 /** Per-type discovery services instead of ADS: every config source names the xDS cluster. */
 const API_SOURCE = {
@@ -42,16 +42,7 @@ dynamic_resources:
 ${dyn}
 static_resources:
   clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: { http2_protocol_options: {} }
-    load_assignment:
-      cluster_name: xds
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${xdsPort} } } } }] }]
+${xdsClusterYaml(xdsPort)}
 `;
 }
 

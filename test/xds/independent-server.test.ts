@@ -17,7 +17,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import { Server } from '../../src/server/server.js';
 import { request, startUpstream, stat, type Upstream } from '../helpers/harness.js';
-import { waitFor } from './helpers.js';
+import { waitFor, xdsClusterYaml } from './helpers.js';
 
 const require = createRequire(import.meta.url);
 const DEPS = path.join(path.dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
@@ -297,16 +297,7 @@ dynamic_resources:
   lds_config: { ads: {}, resource_api_version: V3 }
 static_resources:
   clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: { http2_protocol_options: {} }
-    load_assignment:
-      cluster_name: xds
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${xdsPort} } } } }] }]
+${xdsClusterYaml(xdsPort)}
 `;
 }
 

@@ -13,6 +13,7 @@ import { XdsServer } from '../../src/xds/server/server.js';
 import { SnapshotCache } from '../../src/xds/server/snapshot-cache.js';
 import { selfSignedCert } from '../helpers/data-path.js';
 import { request } from '../helpers/harness.js';
+import { xdsClusterYaml } from './helpers.js';
 
 const A = selfSignedCert();
 const B = selfSignedCert();
@@ -84,16 +85,7 @@ dynamic_resources:
 static_resources:
 ${listener(`            tls_certificate_sds_secret_configs: [{ name: server_cert, sds_config: { ads: {}, resource_api_version: V3 } }]`)}
   clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: { http2_protocol_options: {} }
-    load_assignment:
-      cluster_name: xds
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${port} } } } }] }]
+${xdsClusterYaml(port)}
 `,
     });
     await h.start();
@@ -191,16 +183,7 @@ static_resources:
     load_assignment:
       cluster_name: secure
       endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${upPort} } } } }] }]
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: { http2_protocol_options: {} }
-    load_assignment:
-      cluster_name: xds
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${port} } } } }] }]
+${xdsClusterYaml(port)}
 `,
     });
     await h.start();
@@ -295,16 +278,7 @@ dynamic_resources:
   lds_config: { ads: {}, resource_api_version: V3 }
 static_resources:
   clusters:
-  - name: xds
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: { http2_protocol_options: {} }
-    load_assignment:
-      cluster_name: xds
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${port} } } } }] }]
+${xdsClusterYaml(port)}
 `,
     });
     let live = false;
