@@ -4,8 +4,9 @@
 // processes, which accept on it ("the kernel's choice"), or the main process
 // accepts and passes each connection on (exact balance). Node cannot make a
 // listening socket without polling it, so it is made through libc (koffi).
-import { libc as loadLibc } from '../common/libc.js';
+
 import net from 'node:net';
+import { libc as loadLibc } from '../common/libc.js';
 
 interface Libc {
   socket(domain: number, type: number, proto: number): number;

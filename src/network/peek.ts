@@ -22,7 +22,9 @@ function loadRecv(): RecvFn | null {
   recv = null;
   if (process.platform !== 'linux') return recv;
   try {
-    recv = libc().lib.func('long recv(int fd, _Out_ uint8_t *buf, size_t len, int flags)') as unknown as RecvFn;
+    recv = libc().lib.func(
+      'long recv(int fd, _Out_ uint8_t *buf, size_t len, int flags)',
+    ) as unknown as RecvFn;
   } catch {
     recv = null;
   }
