@@ -105,7 +105,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
     readonly stream: ServerStream,
     readonly downstream: DownstreamInfo,
     private readonly stats: HttpConnectionManagerStats,
-    onComplete: (s: ActiveStream) => void,
+    private readonly onComplete: (s: ActiveStream) => void,
     /** An upgrade (e.g. websocket) whose upgrade_configs entry has its own filter chain uses it. */
     upgradeType?: string,
   ) {
@@ -129,34 +129,40 @@ export class ActiveStream implements DecoderFilterCallbacks {
     if (config.requestTimeoutMs > 0 && !stream.body.ended)
       this.requestTimer = setTimeout(() => this.onRequestTimeout(), timerMs(config.requestTimeoutMs)).unref();
     if (stream.body.ended) this.streamInfo.lastRequestByteMs = this.streamInfo.elapsedMs();
-    stream.body.observer = {
-      activity: () => this.idleTimer?.refresh(),
-      ended: () => {
-        clearTimeout(this.requestTimer);
-        this.idleTimer?.refresh();
-        this.streamInfo.lastRequestByteMs = this.streamInfo.elapsedMs();
-      },
-    };
-    stream.onClose((complete) => {
-      clearTimeout(this.idleTimer);
-      clearTimeout(this.requestTimer);
-      clearTimeout(this.durationTimer);
-      if (!complete && !this.done) {
-        this.streamInfo.setFlag(ResponseFlag.DC);
-        for (const cb of this.resetCallbacks) cb();
-      }
-      this.done = true;
-      this.streamInfo.bytesReceived = stream.body.bytes;
-      this.streamInfo.lastResponseByteMs = this.streamInfo.elapsedMs();
-      const loggers = config.accessLoggers;
-      if (loggers.length) {
-        const c = this.formatContext(this.responseHeaders);
-        c.responseTrailers = this.responseTrailers;
-        for (const l of loggers) l.log(c);
-      }
-      for (const f of this.filters) f.onDestroy?.();
-      onComplete(this);
-    });
+    stream.body.observer = this;
+    stream.owner = this;
+  }
+
+  onBodyActivity(): void {
+    this.idleTimer?.refresh();
+  }
+
+  onBodyEnd(): void {
+    clearTimeout(this.requestTimer);
+    this.idleTimer?.refresh();
+    this.streamInfo.lastRequestByteMs = this.streamInfo.elapsedMs();
+  }
+
+  /** The codec's stream ended: `complete` false when the client went away first. */
+  onStreamClose(complete: boolean): void {
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.requestTimer);
+    clearTimeout(this.durationTimer);
+    if (!complete && !this.done) {
+      this.streamInfo.setFlag(ResponseFlag.DC);
+      for (const cb of this.resetCallbacks) cb();
+    }
+    this.done = true;
+    this.streamInfo.bytesReceived = this.stream.body.bytes;
+    this.streamInfo.lastResponseByteMs = this.streamInfo.elapsedMs();
+    const loggers = this.config.accessLoggers;
+    if (loggers.length) {
+      const c = this.formatContext(this.responseHeaders);
+      c.responseTrailers = this.responseTrailers;
+      for (const l of loggers) l.log(c);
+    }
+    for (const f of this.filters) f.onDestroy?.();
+    this.onComplete(this);
   }
 
   /** Envoy's stream idle timeout (a route's idle_timeout overrides the HCM's); 0 disables it. */

@@ -3,6 +3,11 @@
 // body source with backpressure, and a response sink.
 import type { Headers } from '../common/substitution-formatter.js';
 
+export interface BodyObserver {
+  onBodyActivity(): void;
+  onBodyEnd(): void;
+}
+
 /** A request or response body arriving in pieces. Data is held until a consumer attaches. */
 export class BodySource {
   private onDataCb: ((chunk: Buffer) => void) | undefined;
@@ -13,7 +18,7 @@ export class BodySource {
   private delivered = false;
   bytes = 0;
   /** Observer for the stream's timers: any data, and the end of the body. */
-  observer: { activity(): void; ended(): void } | undefined;
+  observer: BodyObserver | undefined;
 
   constructor(
     /** Stop the producer (socket or HTTP/2 stream) from reading. */
@@ -30,7 +35,7 @@ export class BodySource {
   /** Called by the codec. */
   push(chunk: Buffer): void {
     this.bytes += chunk.length;
-    this.observer?.activity();
+    this.observer?.onBodyActivity();
     if (this.onDataCb) {
       this.onDataCb(chunk);
       return;
@@ -45,7 +50,7 @@ export class BodySource {
   end(trailers?: Headers): void {
     if (this.endedWith) return;
     this.endedWith = { trailers };
-    this.observer?.ended();
+    this.observer?.onBodyEnd();
     if (this.onEndCb && this.held.length === 0) {
       this.delivered = true;
       this.onEndCb(trailers);
@@ -101,6 +106,9 @@ export interface ServerStream {
   readonly headers: Headers;
   readonly body: BodySource;
   readonly response: ResponseSink;
-  /** Called once when the stream ends: `complete` false if the client went away first. */
-  onClose(cb: (complete: boolean) => void): void;
+  /**
+   * The stream's owner (the connection manager's stream), told once when the stream ends:
+   * `complete` false if the client went away first.
+   */
+  owner: { onStreamClose(complete: boolean): void } | undefined;
 }

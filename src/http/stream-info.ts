@@ -59,7 +59,8 @@ export function responseFlagsLong(bits: number): string {
 
 export class StreamInfo {
   readonly startTime = Date.now();
-  readonly startHr = process.hrtime.bigint();
+  /** Monotonic start (performance.now(): a double, no BigInt per request). */
+  readonly startMono = performance.now();
   /** Milliseconds from start, or -1 when it did not happen. */
   lastRequestByteMs = -1;
   firstResponseByteMs = -1;
@@ -67,7 +68,7 @@ export class StreamInfo {
 
   /** Milliseconds since the stream started. */
   elapsedMs(): number {
-    return Number(process.hrtime.bigint() - this.startHr) / 1e6;
+    return performance.now() - this.startMono;
   }
   responseFlags = 0;
   responseCode = 0;

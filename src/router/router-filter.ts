@@ -19,18 +19,42 @@ import type { Cluster } from '../upstream/cluster.js';
 import type { Host } from '../upstream/host.js';
 import type { LoadBalancerContext } from '../upstream/lb/load-balancer.js';
 import type { ResourceManager, ResourcePriority } from '../upstream/resource-manager.js';
-import type { ResetReason, UpstreamRequest } from '../upstream/upstream-request.js';
+import type { ResetReason, UpstreamCallbacks, UpstreamRequest } from '../upstream/upstream-request.js';
 import { formatSetCookie } from './hash-policy.js';
 import { RetryState, STRICT_CHECKABLE_HEADERS, validControlHeader } from './retry-policy.js';
 
-/** One try of the request on one host. */
-interface Attempt {
-  host: Host;
-  req: UpstreamRequest;
-  start: bigint;
+/**
+ * One try of the request on one host. It is also the upstream request's callbacks (methods,
+ * not closures: no per-request function objects on the hot path).
+ */
+class Attempt implements UpstreamCallbacks {
+  req!: UpstreamRequest;
+  /** performance.now() when the attempt started. */
+  readonly start = performance.now();
   perTryTimer: NodeJS.Timeout | undefined;
   idleTimer: NodeJS.Timeout | undefined;
-  ended: boolean;
+  ended = false;
+
+  constructor(
+    private readonly router: RouterFilter,
+    readonly host: Host,
+  ) {}
+
+  onHeaders(status: number, headers: Headers, endStream: boolean): void {
+    this.router.onAttemptHeaders(this, status, headers, endStream);
+  }
+
+  onData(chunk: Buffer, endStream: boolean): void {
+    if (!this.ended) this.router.onAttemptData(this, chunk, endStream);
+  }
+
+  onTrailers(trailers: Headers): void {
+    if (!this.ended) this.router.onAttemptTrailers(this, trailers);
+  }
+
+  onReset(reason: ResetReason, detail: string): void {
+    this.router.onAttemptReset(this, reason, detail);
+  }
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -409,38 +433,16 @@ class RouterFilter implements HttpFilter {
     cluster.stats.upstream_rq_total.inc();
     cluster.stats.upstream_rq_active.inc();
     host.activeRequests++;
-    const a: Attempt = {
-      host,
-      req: undefined as unknown as UpstreamRequest,
-      start: process.hrtime.bigint(),
-      perTryTimer: undefined,
-      idleTimer: undefined,
-      ended: false,
-    };
+    const a = new Attempt(this, host);
     this.attempt = a;
     const upgrade = cb.upgradeType !== undefined;
-    const req = cluster.pools.forHost(host, cb.downstream.protocol === 'HTTP/2', this.priority).newStream(
-      h,
-      { endStream: this.headersOnly, upgrade, connectTimeoutMs: cluster.config.connectTimeoutMs },
-      {
-        onHeaders: (status, resHeaders, end) => this.onAttemptHeaders(a, status, resHeaders, end),
-        onData: (chunk, end) => {
-          if (a.ended) return;
-          a.idleTimer?.refresh();
-          if (end) this.onAttemptComplete(a);
-          if (!cb.encodeData(chunk, end) && !end) {
-            a.req.pauseResponse();
-            cb.onDownstreamDrain(() => a.req.resumeResponse());
-          }
-        },
-        onTrailers: (trailers) => {
-          if (a.ended) return;
-          this.onAttemptComplete(a);
-          cb.encodeTrailers(trailers);
-        },
-        onReset: (reason, detail) => this.onAttemptReset(a, reason, detail),
-      },
-    );
+    const req = cluster.pools
+      .forHost(host, cb.downstream.protocol === 'HTTP/2', this.priority)
+      .newStream(
+        h,
+        { endStream: this.headersOnly, upgrade, connectTimeoutMs: cluster.config.connectTimeoutMs },
+        a,
+      );
     a.req = req;
     if (attemptNo > 1 && !this.headersOnly) this.replayBody(a);
     if (this.requestComplete) this.armPerTryTimers(a);
@@ -480,7 +482,22 @@ class RouterFilter implements HttpFilter {
       a.idleTimer = setTimeout(() => this.onPerTryTimeout(a, true), timerMs(idle));
   }
 
-  private onAttemptHeaders(a: Attempt, status: number, resHeaders: Headers, end: boolean): void {
+  onAttemptData(a: Attempt, chunk: Buffer, end: boolean): void {
+    a.idleTimer?.refresh();
+    if (end) this.onAttemptComplete(a);
+    const cb = this.cb;
+    if (!cb.encodeData(chunk, end) && !end) {
+      a.req.pauseResponse();
+      cb.onDownstreamDrain(() => a.req.resumeResponse());
+    }
+  }
+
+  onAttemptTrailers(a: Attempt, trailers: Headers): void {
+    this.onAttemptComplete(a);
+    this.cb.encodeTrailers(trailers);
+  }
+
+  onAttemptHeaders(a: Attempt, status: number, resHeaders: Headers, end: boolean): void {
     if (a.ended || this.done) return;
     const cb = this.cb;
     const cluster = this.cluster!;
@@ -492,7 +509,8 @@ class RouterFilter implements HttpFilter {
     // An upstream that says it is failing its health checks is taken out at once (Envoy).
     if (resHeaders['x-envoy-immediate-health-check-fail'] !== undefined)
       a.host.healthChecker?.setUnhealthy('IMMEDIATE_HEALTH_CHECK_FAIL');
-    a.host.outlier?.putResponseTimeMs(Number((process.hrtime.bigint() - a.start) / 1000000n));
+    const elapsedMs = Math.floor(performance.now() - a.start);
+    a.host.outlier?.putResponseTimeMs(elapsedMs);
     const retry = this.retry;
     if (retry && !(upgrade && status === 101)) {
       const st = retry.shouldRetry(retry.wouldRetryFromHeaders(status, resHeaders), () => this.doRetry());
@@ -516,10 +534,7 @@ class RouterFilter implements HttpFilter {
       resHeaders.connection = 'upgrade';
       if (u !== undefined) resHeaders.upgrade = u;
     } else stripHopByHop(resHeaders);
-    if (!this.config.suppressEnvoyHeaders)
-      resHeaders['x-envoy-upstream-service-time'] = String(
-        Number((process.hrtime.bigint() - a.start) / 1000000n),
-      );
+    if (!this.config.suppressEnvoyHeaders) resHeaders['x-envoy-upstream-service-time'] = String(elapsedMs);
     if (this.vhost?.includeAttemptCountInResponse)
       resHeaders['x-envoy-attempt-count'] = String(this.attempts);
     const weighted = this.weighted;
@@ -534,7 +549,7 @@ class RouterFilter implements HttpFilter {
   /** The upstream response is complete: the request is done. */
   private onAttemptComplete(a: Attempt): void {
     // Envoy's upstream_rq_time: from the upstream request's start to its complete response.
-    this.cluster?.stats.upstream_rq_time.recordValue(Number(process.hrtime.bigint() - a.start) / 1e6);
+    this.cluster?.stats.upstream_rq_time.recordValue(performance.now() - a.start);
     this.endAttempt(a);
     this.finish();
   }
@@ -558,7 +573,7 @@ class RouterFilter implements HttpFilter {
     a.idleTimer = undefined;
   }
 
-  private onAttemptReset(a: Attempt, reason: ResetReason, detail: string): void {
+  onAttemptReset(a: Attempt, reason: ResetReason, detail: string): void {
     if (a.ended || this.done) return;
     this.endAttempt(a);
     // Envoy reports any reset but an overflow to outlier detection as a local-origin failure

@@ -17,6 +17,8 @@ interface HostPool {
 
 export class ConnPoolSet {
   private readonly pools = new Map<string, HostPool>();
+  /** forHost's answers by host object, so the hot path builds no key string (4 slots: priority x h2). */
+  private byHost = new WeakMap<Host, Array<HostPool | undefined>>();
 
   constructor(private readonly cluster: Cluster) {}
 
@@ -26,6 +28,17 @@ export class ConnPoolSet {
    * request's.
    */
   forHost(host: Host, downstreamHttp2 = false, priority: ResourcePriority = 'DEFAULT'): HostPool {
+    const slot = (priority === 'HIGH' ? 2 : 0) + (downstreamHttp2 ? 1 : 0);
+    let slots = this.byHost.get(host);
+    const cached = slots?.[slot];
+    if (cached) return cached;
+    const p = this.lookup(host, downstreamHttp2, priority);
+    if (!slots) this.byHost.set(host, (slots = [undefined, undefined, undefined, undefined]));
+    slots[slot] = p;
+    return p;
+  }
+
+  private lookup(host: Host, downstreamHttp2: boolean, priority: ResourcePriority): HostPool {
     const cfg = this.cluster.config;
     const prio = priority === 'HIGH' ? 'H' : '';
     if (cfg.protocol === 'auto' && cfg.tls) {
@@ -81,6 +94,7 @@ export class ConnPoolSet {
 
   /** Drops pools of hosts that left the cluster. */
   retainOnly(addresses: Set<string>): void {
+    this.byHost = new WeakMap();
     for (const [k, p] of this.pools) {
       if (!addresses.has(k.slice(k.indexOf('|') + 1))) {
         // Requests in flight to a host that left finish; its connections close after them.
@@ -91,11 +105,13 @@ export class ConnPoolSet {
   }
 
   drain(): void {
+    this.byHost = new WeakMap();
     for (const p of this.pools.values()) p.drain();
     this.pools.clear();
   }
 
   destroy(): void {
+    this.byHost = new WeakMap();
     for (const p of this.pools.values()) p.destroy();
     this.pools.clear();
   }

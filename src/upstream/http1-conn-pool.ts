@@ -9,9 +9,9 @@
 import type net from 'node:net';
 import { logger } from '../common/logger.js';
 import type { Headers } from '../common/substitution-formatter.js';
-import { timerMs } from '../common/timers.js';
+import { DeadlineTimer, timerMs } from '../common/timers.js';
 import { Http1Parser, type MessageHead, ParseError } from '../http/http1/parser.js';
-import { LAST_CHUNK, serializeHead, writeChunk } from '../http/http1/serializer.js';
+import { appendHeaderLines, LAST_CHUNK, serializeHead, writeChunk } from '../http/http1/serializer.js';
 import { nextConnectionId } from '../network/connection-id.js';
 import type { ClusterStats } from './cluster.js';
 import { DeferredRequest } from './deferred-request.js';
@@ -136,6 +136,7 @@ export class Http1ClientConnection {
   closed = false;
   requests = 0;
   private connectTimer: NodeJS.Timeout | undefined;
+  private readonly idleTimer = new DeadlineTimer(() => this.onIdleTimeout());
   private readonly openedAt = Date.now();
 
   constructor(
@@ -167,7 +168,6 @@ export class Http1ClientConnection {
     }
     const s = this.socket;
     s.on('data', (c: Buffer) => this.onData(c));
-    s.on('timeout', () => this.onIdleTimeout());
     s.once('end', () => this.onRemoteEnd());
     s.once('close', () => this.onSocketClose());
     s.on('error', (e: NodeJS.ErrnoException) => {
@@ -193,18 +193,19 @@ export class Http1ClientConnection {
     this.head = undefined;
     this.parser.reset();
     this.parser.noBody = headers[':method'] === 'HEAD';
-    this.socket.setTimeout(0);
-    const out: Headers = {};
-    // Host first, as clients write it.
-    out.host = headers[':authority'];
-    for (const k in headers) if (k.charCodeAt(0) !== 58) out[k] = headers[k];
-    if (!opts.endStream && out['content-length'] === undefined && !opts.upgrade) {
-      out['transfer-encoding'] = 'chunked';
+    this.idleTimer.disarm();
+    // Host first, as clients write it; the framing and connection headers Herald decides last.
+    const authority = headers[':authority'] ?? headers.host;
+    let head = `${headers[':method']} ${headers[':path']} HTTP/1.1\r\n`;
+    if (authority !== undefined) head += `host: ${authority}\r\n`;
+    head = appendHeaderLines(head, headers, 'host');
+    if (!opts.endStream && headers['content-length'] === undefined && !opts.upgrade) {
+      head += 'transfer-encoding: chunked\r\n';
       stream.chunked = true;
     }
     const max = this.pool.options.maxRequestsPerConnection;
-    if (max > 0 && this.requests >= max) out.connection = 'close';
-    this.socket.write(serializeHead(`${headers[':method']} ${headers[':path']} HTTP/1.1\r\n`, out));
+    if (max > 0 && this.requests >= max) head += 'connection: close\r\n';
+    this.socket.write(`${head}\r\n`);
     if (opts.endStream) stream.requestDone = true;
     return stream;
   }
@@ -357,6 +358,7 @@ export class Http1ClientConnection {
 
   private onSocketClose(): void {
     clearTimeout(this.connectTimer);
+    this.idleTimer.close();
     const wasConnected = this.connected;
     if (wasConnected) this.pool.stats.upstream_cx_length_ms.recordValue(Date.now() - this.openedAt);
     this.closed = true;
@@ -401,9 +403,9 @@ export class Http1ClientConnection {
     if (!this.socket.destroyed) this.socket.destroy();
   }
 
-  /** Idle timeout while pooled (the listener is added once, in the constructor). */
+  /** Idle timeout while pooled. */
   armIdleTimeout(ms: number): void {
-    if (ms > 0) this.socket.setTimeout(timerMs(ms));
+    this.idleTimer.arm(ms);
   }
 
   private onIdleTimeout(): void {

@@ -5,14 +5,18 @@ import type { Headers } from '../../common/substitution-formatter.js';
 
 /** `first` (a request or status line with CRLF) + header lines + blank line. Pseudo-headers are skipped. */
 export function serializeHead(first: string, headers: Headers): string {
-  let out = first;
+  return `${appendHeaderLines(first, headers, '')}\r\n`;
+}
+
+/** `out` + one `name: value` line per header value; pseudo-headers and `skip` are left out. */
+export function appendHeaderLines(out: string, headers: Headers, skip: string): string {
   for (const k in headers) {
     const v = headers[k];
-    if (v === undefined || k.charCodeAt(0) === 58 /* ':' */) continue;
-    if (Array.isArray(v)) for (const x of v) out += `${k}: ${x}\r\n`;
-    else out += `${k}: ${v}\r\n`;
+    if (v === undefined || k.charCodeAt(0) === 58 /* ':' */ || k === skip) continue;
+    if (typeof v === 'string') out += `${k}: ${v}\r\n`;
+    else for (const x of v) out += `${k}: ${x}\r\n`;
   }
-  return `${out}\r\n`;
+  return out;
 }
 
 export const LAST_CHUNK = '0\r\n\r\n';

@@ -5,7 +5,7 @@
 import type net from 'node:net';
 import { logger } from '../../common/logger.js';
 import type { Headers } from '../../common/substitution-formatter.js';
-import { timerMs } from '../../common/timers.js';
+import { DeadlineTimer, timerMs } from '../../common/timers.js';
 import { BodySource, type ResponseSink, type ServerStream } from '../codec.js';
 import { Http1Parser, type MessageHead, ParseError } from './parser.js';
 import { httpDate, LAST_CHUNK, serializeHead, writeChunk } from './serializer.js';
@@ -44,7 +44,7 @@ export interface Http1ServerCallbacks {
 class Http1ServerStream implements ServerStream, ResponseSink {
   readonly headers: Headers;
   readonly body: BodySource;
-  private closeCbs: Array<(complete: boolean) => void> = [];
+  owner: { onStreamClose(complete: boolean): void } | undefined;
   private drainCbs: Array<() => void> = [];
   headersSent = false;
   finished = false;
@@ -85,10 +85,6 @@ class Http1ServerStream implements ServerStream, ResponseSink {
 
   get response(): ResponseSink {
     return this;
-  }
-
-  onClose(cb: (complete: boolean) => void): void {
-    this.closeCbs.push(cb);
   }
 
   writeHeaders(status: number, headers: Headers, endStream: boolean): void {
@@ -187,8 +183,9 @@ class Http1ServerStream implements ServerStream, ResponseSink {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
-    for (const cb of this.closeCbs) cb(true);
-    this.closeCbs = [];
+    const owner = this.owner;
+    this.owner = undefined;
+    owner?.onStreamClose(true);
     this.conn.onResponseComplete(this, this.closeAfter);
   }
 
@@ -196,8 +193,9 @@ class Http1ServerStream implements ServerStream, ResponseSink {
   abort(): void {
     if (this.finished) return;
     this.finished = true;
-    for (const cb of this.closeCbs) cb(false);
-    this.closeCbs = [];
+    const owner = this.owner;
+    this.owner = undefined;
+    owner?.onStreamClose(false);
   }
 
   /** The request said "Expect: 100-continue": answer it now, as Envoy does by default. */
@@ -226,7 +224,10 @@ export class Http1ServerConnection {
   /** The upgrade request whose connection now carries raw bytes to it. */
   private tunnel: Http1ServerStream | undefined;
   private requests = 0;
-  private headersTimer: NodeJS.Timeout | undefined;
+  /** Bounds the header phase of each request (see feed). */
+  private readonly headersTimer: DeadlineTimer;
+  /** Envoy's connection idle timeout: no request in progress for this long closes it. */
+  private readonly idleTimer: DeadlineTimer | undefined;
   private durationTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -250,7 +251,14 @@ export class Http1ServerConnection {
     socket.on('end', () => this.onEnd());
     socket.on('close', () => this.onClose());
     socket.on('error', () => {});
-    if (options.idleTimeoutMs > 0) socket.setTimeout(timerMs(options.idleTimeoutMs), () => this.onIdle());
+    this.headersTimer = new DeadlineTimer(() => {
+      this.callbacks.onLimit(this.options.requestHeadersTimeoutMs > 0 ? 'headers_timeout' : 'idle_headers');
+      this.socket.destroy();
+    });
+    if (options.idleTimeoutMs > 0) {
+      this.idleTimer = new DeadlineTimer(() => this.onIdle());
+      this.idleTimer.arm(options.idleTimeoutMs);
+    }
     if (options.maxConnectionDurationMs > 0) {
       this.durationTimer = setTimeout(() => {
         callbacks.onLimit('max_duration');
@@ -282,18 +290,13 @@ export class Http1ServerConnection {
   }
 
   private feed(chunk: Buffer): void {
-    if (!this.active && !this.headersTimer && !this.parser.inProgress) {
+    if (!this.active && !this.headersTimer.armed && !this.parser.inProgress) {
       // The header phase is bounded from the first byte: by request_headers_timeout, else by the
       // stream idle timeout (Envoy's stream exists from the first byte), so a client trickling
       // header bytes cannot hold a connection forever.
       const headersTimeout = this.options.requestHeadersTimeoutMs;
-      const ms = headersTimeout > 0 ? headersTimeout : this.options.streamIdleTimeoutMs;
-      if (ms > 0) {
-        this.headersTimer = setTimeout(() => {
-          this.callbacks.onLimit(headersTimeout > 0 ? 'headers_timeout' : 'idle_headers');
-          this.socket.destroy();
-        }, timerMs(ms)).unref();
-      }
+      this.idleTimer?.disarm(); // a request has begun (Envoy's stream exists from here)
+      this.headersTimer.arm(headersTimeout > 0 ? headersTimeout : this.options.streamIdleTimeoutMs);
     }
     let rest: Buffer | undefined;
     try {
@@ -354,11 +357,8 @@ export class Http1ServerConnection {
   }
 
   private onHead(h: MessageHead): void {
-    this.socket.setTimeout(0);
-    if (this.headersTimer) {
-      clearTimeout(this.headersTimer);
-      this.headersTimer = undefined;
-    }
+    this.idleTimer?.disarm();
+    this.headersTimer.disarm();
     const max = this.options.maxRequestsPerConnection;
     if (max > 0 && ++this.requests >= max) {
       this.callbacks.onLimit('max_requests');
@@ -398,7 +398,7 @@ export class Http1ServerConnection {
       this.socket.end();
       return;
     }
-    if (this.options.idleTimeoutMs > 0) this.socket.setTimeout(timerMs(this.options.idleTimeoutMs));
+    this.idleTimer?.arm(this.options.idleTimeoutMs);
     // Answered from inside the parse (a local reply to the headers): the parse loop goes on
     // to the next message itself.
     if (this.parsing) return;
@@ -462,7 +462,8 @@ export class Http1ServerConnection {
 
   private onClose(): void {
     this.closed = true;
-    clearTimeout(this.headersTimer);
+    this.headersTimer.close();
+    this.idleTimer?.close();
     clearTimeout(this.durationTimer);
     this.active?.abort();
     this.active = undefined;

@@ -13,7 +13,7 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
   readonly body: BodySource;
   private trailers: Headers | undefined;
   private finished = false;
-  private closeCbs: Array<(complete: boolean) => void> = [];
+  owner: { onStreamClose(complete: boolean): void } | undefined;
 
   constructor(
     private readonly stream: http2.ServerHttp2Stream,
@@ -52,8 +52,9 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
     stream.once('close', () => {
       const complete = this.finished;
       this.finished = true;
-      for (const cb of this.closeCbs) cb(complete);
-      this.closeCbs = [];
+      const owner = this.owner;
+      this.owner = undefined;
+      owner?.onStreamClose(complete);
     });
     // Trailers are sent when the response body ends (wantTrailers), if there are any.
     stream.on('wantTrailers', () => {
@@ -67,10 +68,6 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
 
   get response(): ResponseSink {
     return this;
-  }
-
-  onClose(cb: (complete: boolean) => void): void {
-    this.closeCbs.push(cb);
   }
 
   writeHeaders(status: number, headers: Headers, endStream: boolean): void {
