@@ -118,12 +118,12 @@ export class Http1Parser {
         case State.Head: {
           // Tolerate empty lines before a message (RFC 9112 2.2).
           while (off + 1 < buf.length && buf[off] === 13 && buf[off + 1] === 10) off += 2;
-          const end = buf.indexOf('\r\n\r\n', off, 'latin1');
-          // A head ended by bare LFs is malformed (Envoy's codec rejects it); say so instead of
-          // waiting. Only the head is searched (a body or pipelined requests may follow it).
-          const bare = (end < 0 ? buf : buf.subarray(0, end + 2)).indexOf('\n\n', off, 'latin1');
-          if (bare >= 0) throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
+          const end = buf.indexOf(CRLF2_BUF, off);
           if (end < 0) {
+            // A head ended by bare LFs is malformed (Envoy's codec rejects it): say so instead
+            // of waiting for a CRLF CRLF that will not come.
+            if (buf.indexOf(LF2_BUF, off) >= 0)
+              throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
             if (buf.length - off > this.limits.maxHeaderBytes)
               throw new ParseError(431, 'http1.headers_too_large', 'headers too large');
             if (off < buf.length) this.pending = buf.subarray(off);
@@ -131,7 +131,10 @@ export class Http1Parser {
           }
           if (end - off > this.limits.maxHeaderBytes)
             throw new ParseError(431, 'http1.headers_too_large', 'headers too large');
-          this.parseHead(buf.toString('latin1', off, end));
+          const block = buf.toString('latin1', off, end);
+          // Only the head is searched for bare LFs (a body or pipelined requests may follow it).
+          if (block.includes('\n\n')) throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
+          this.parseHead(block);
           off = end + 4;
           break;
         }
@@ -366,3 +369,5 @@ export class Http1Parser {
 }
 
 const CRLF_BUF = Buffer.from('\r\n');
+const CRLF2_BUF = Buffer.from('\r\n\r\n');
+const LF2_BUF = Buffer.from('\n\n');
