@@ -236,10 +236,10 @@ function compileHttpFilters(filters: Reader[], ctx: FactoryContext): HttpFilterF
 
 /** One UpgradeConfig (HCM or route): its type and whether it is enabled (default true). */
 function compileUpgradeConfig(u: Reader): { type: string; enabled: boolean } {
-  if (u.has('connect_config')) throw u.error('connect_config', 'CONNECT upgrades are not supported yet');
+  if (u.has('connect_config'))
+    throw u.error('connect_config', 'terminating CONNECT (connect_config) is not supported yet');
   const type = u.str('upgrade_type', '').toLowerCase();
-  if (type === 'connect' || type === 'connect-udp')
-    throw u.error('upgrade_type', 'CONNECT upgrades are not supported yet');
+  if (type === 'connect-udp') throw u.error('upgrade_type', 'CONNECT-UDP is not supported');
   return { type, enabled: u.has('enabled') ? u.bool('enabled') : true };
 }
 

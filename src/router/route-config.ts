@@ -101,6 +101,8 @@ export interface Route {
   matches: RouteMatcher;
   /** For prefix_rewrite: the length of the matched prefix, or -1 for an exact path / regex. */
   matchedPrefix?: string;
+  /** connect_matcher: the only kind of route a request without :path (CONNECT) can match. */
+  connectMatcher?: boolean;
   action: RouteAction;
   requestMutations: HeaderMutations;
   responseMutations: HeaderMutations;
@@ -148,7 +150,10 @@ export class RouteTable {
   route(authority: string, req: RouteRequest): { vhost: VirtualHost; route: Route } | undefined {
     const vhost = this.findVirtualHost(authority);
     if (!vhost) return undefined;
-    for (const route of vhost.routes) if (route.matches(req)) return { vhost, route };
+    // Path matchers never match a request without :path (Envoy's supportsPathlessHeaders).
+    const pathless = req.headers[':path'] === undefined;
+    for (const route of vhost.routes)
+      if ((!pathless || route.connectMatcher) && route.matches(req)) return { vhost, route };
     return undefined;
   }
 }
@@ -272,7 +277,7 @@ export function compilePerFilterConfig(r: Reader): PerFilterConfigs | undefined 
 function compileRoute(r: Reader, known: ReadonlySet<string> | undefined): Route {
   const name = r.str('name', '');
   const m = r.msg('match')!;
-  const { matches, matchedPrefix } = compileRouteMatch(m);
+  const { matches, matchedPrefix, connectMatcher } = compileRouteMatch(m);
   let action: RouteAction;
   const kind = r.oneof('route', 'redirect', 'direct_response', 'filter_action', 'non_forwarding_action');
   if (kind === 'route') action = compileRouteAction(r.msg('route')!, known);
@@ -285,6 +290,7 @@ function compileRoute(r: Reader, known: ReadonlySet<string> | undefined): Route 
     name,
     matches,
     ...(matchedPrefix !== undefined ? { matchedPrefix } : {}),
+    ...(connectMatcher ? { connectMatcher } : {}),
     ...(pfc ? { perFilterConfig: pfc } : {}),
     action,
     requestMutations: compileHeaderMutations(r, 'request'),
@@ -292,7 +298,11 @@ function compileRoute(r: Reader, known: ReadonlySet<string> | undefined): Route 
   };
 }
 
-function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: string } {
+function compileRouteMatch(m: Reader): {
+  matches: RouteMatcher;
+  matchedPrefix?: string;
+  connectMatcher?: boolean;
+} {
   const caseSensitive = m.has('case_sensitive') ? m.bool('case_sensitive') : true;
   const kind = m.oneof(
     'prefix',
@@ -304,6 +314,8 @@ function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: 
   );
   let pathMatch: (p: string) => boolean;
   let matchedPrefix: string | undefined;
+  /** connect_matcher: CONNECT requests only, whatever their path (HTTP/1 CONNECT has none). */
+  let connect = false;
   switch (kind) {
     case 'prefix': {
       const want = m.str('prefix', '');
@@ -337,8 +349,18 @@ function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: 
       pathMatch = (p) => re.test(p);
       break;
     }
+    case 'connect_matcher': {
+      // ConnectMatcher has no fields; reading it marks it used.
+      m.msg('connect_matcher');
+      connect = true;
+      pathMatch = () => true;
+      break;
+    }
     case undefined:
-      throw m.error(undefined, "one of 'prefix', 'path', 'safe_regex', 'path_separated_prefix' is required");
+      throw m.error(
+        undefined,
+        "one of 'prefix', 'path', 'safe_regex', 'path_separated_prefix', 'connect_matcher' is required",
+      );
     default:
       throw m.error(kind, `path matcher '${kind}' is not supported`);
   }
@@ -353,6 +375,7 @@ function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: 
   if (m.has('tls_context')) throw m.error('tls_context', 'not supported yet');
 
   const matches: RouteMatcher = (req) => {
+    if (connect && req.headers[':method'] !== 'CONNECT') return false;
     if (!pathMatch(req.path)) return false;
     for (const h of headerMatchers) if (!h(req.headers)) return false;
     if (queryMatchers.length) {
@@ -366,6 +389,7 @@ function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: 
     if (sample && !sample()) return false;
     return true;
   };
+  if (connect) return { matches, connectMatcher: true };
   return matchedPrefix !== undefined ? { matches, matchedPrefix } : { matches };
 }
 

@@ -7,6 +7,7 @@ import type { Headers } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import type { ExtensionFactory } from '../extensions/registry.js';
 import { stripHopByHop } from '../http/active-stream.js';
+import type { BodySource } from '../http/codec.js';
 import {
   type DecoderFilterCallbacks,
   FilterHeadersStatus,
@@ -87,6 +88,10 @@ class RouterFilter implements HttpFilter {
   /** A hash-policy cookie Herald generated, to set on the response. */
   private setCookie: string | undefined;
   private done = false;
+  /** Counted in downstream_cx_upgrades_active until the stream ends. */
+  private upgradeActive = false;
+  /** A proxied CONNECT's payload waits for the upstream's 2xx (Envoy's paused_for_connect). */
+  private bodyAfterConnect: (() => void) | undefined;
 
   constructor(
     private readonly config: RouterConfig,
@@ -100,6 +105,17 @@ class RouterFilter implements HttpFilter {
   decodeHeaders(headers: Headers): FilterHeadersStatus {
     const cb = this.cb;
     const matched = cb.route();
+    // Envoy decides an upgrade before routing: without a proxying route to allow it, only the
+    // HCM's upgrade_configs can (so a CONNECT with nowhere to go is still 403 by default).
+    const upgradeType = cb.upgradeType;
+    if (
+      upgradeType !== undefined &&
+      matched?.route.action.kind !== 'route' &&
+      !(cb.hcmUpgrades.get(upgradeType) ?? false)
+    ) {
+      cb.sendLocalReply(403, '', { details: 'upgrade_failed' });
+      return FilterHeadersStatus.StopIteration;
+    }
     if (!matched) {
       cb.hcmStats.no_route.inc();
       cb.sendLocalReply(404, '', { details: 'route_not_found', flags: ResponseFlag.NR });
@@ -135,6 +151,8 @@ class RouterFilter implements HttpFilter {
         return FilterHeadersStatus.StopIteration;
       }
       cb.hcmStats.downstream_cx_upgrades_total.inc();
+      cb.hcmStats.downstream_cx_upgrades_active.inc();
+      this.upgradeActive = true;
     }
     let weighted: WeightedClusterEntry | undefined;
     let clusterName: string;
@@ -267,7 +285,7 @@ class RouterFilter implements HttpFilter {
 
     // Path and host rewrites.
     const fullPath = (h[':path'] as string | undefined) ?? '/';
-    if (action.prefixRewrite !== undefined || action.regexRewrite) {
+    if ((action.prefixRewrite !== undefined || action.regexRewrite) && h[':path'] !== undefined) {
       const qi = fullPath.indexOf('?');
       const path = qi < 0 ? fullPath : fullPath.slice(0, qi);
       const query = qi < 0 ? '' : fullPath.slice(qi);
@@ -320,7 +338,8 @@ class RouterFilter implements HttpFilter {
     // An upgrade request is complete at its headers; what follows is the tunnel.
     if (upgrade) this.onRequestComplete();
     // Stream the request body with backpressure both ways.
-    body.consume(
+    this.consumeBody(
+      body,
       (chunk) => {
         if (this.done) return;
         if (shadows) for (const sh of shadows) sh.sendData(chunk, false);
@@ -342,6 +361,16 @@ class RouterFilter implements HttpFilter {
         if (!upgrade) this.onRequestComplete();
       },
     );
+  }
+
+  /** A proxied CONNECT's payload waits for the upstream's 2xx (Envoy's paused_for_connect). */
+  private consumeBody(
+    body: BodySource,
+    onData: (chunk: Buffer) => void,
+    onEnd: (trailers: Headers | undefined) => void,
+  ): void {
+    if (this.cb.upgradeType === 'connect') this.bodyAfterConnect = () => body.consume(onData, onEnd);
+    else body.consume(onData, onEnd);
   }
 
   /** The body is read no faster than the current attempt takes it. */
@@ -507,6 +536,8 @@ class RouterFilter implements HttpFilter {
       this.retry = undefined;
     }
     this.responseStarted = true;
+    // A 2xx to CONNECT opens the tunnel, as a 101 does an upgrade.
+    const connectTunnel = status >= 200 && status < 300 && cb.upgradeType === 'connect';
     if (status === 101 && upgrade) {
       // Switching protocols keeps its Connection/Upgrade headers; the tunnel has no route timeout.
       this.clearGlobalTimer();
@@ -515,8 +546,13 @@ class RouterFilter implements HttpFilter {
       stripHopByHop(resHeaders);
       resHeaders.connection = 'upgrade';
       if (u !== undefined) resHeaders.upgrade = u;
+    } else if (connectTunnel) {
+      this.clearGlobalTimer();
+      this.clearAttemptTimers(a);
+      stripHopByHop(resHeaders);
     } else stripHopByHop(resHeaders);
-    if (!this.config.suppressEnvoyHeaders)
+    // The request of a tunnel is not complete, so Envoy sends no upstream service time with it.
+    if (!this.config.suppressEnvoyHeaders && !connectTunnel)
       resHeaders['x-envoy-upstream-service-time'] = String(
         Number((process.hrtime.bigint() - a.start) / 1000000n),
       );
@@ -528,7 +564,12 @@ class RouterFilter implements HttpFilter {
     if (this.setCookie) appendHeader(resHeaders, 'set-cookie', this.setCookie);
     cb.streamInfo.responseCodeDetails = 'via_upstream';
     if (end) this.onAttemptComplete(a);
+    // A proxied CONNECT's payload goes up once the tunnel is open; refused, it is dropped.
+    const held = this.bodyAfterConnect;
+    this.bodyAfterConnect = undefined;
+    if (held && !connectTunnel) cb.requestBody.discard();
     cb.encodeHeaders(status, resHeaders, end);
+    if (held && connectTunnel && !end) held();
   }
 
   /** The upstream response is complete: the request is done. */
@@ -752,6 +793,10 @@ class RouterFilter implements HttpFilter {
   }
 
   onDestroy(): void {
+    if (this.upgradeActive) {
+      this.upgradeActive = false;
+      this.cb.hcmStats.downstream_cx_upgrades_active.dec();
+    }
     if (!this.done) {
       const a = this.attempt;
       this.finish();

@@ -228,12 +228,18 @@ export class Http2ConnPool {
     cb: UpstreamCallbacks,
   ): UpstreamRequest {
     const session = entry.session;
-    const out = toHttp2Headers(headers, {
-      ':method': headers[':method'] as string,
-      ':path': headers[':path'] as string,
-      ':authority': headers[':authority'] as string,
-      ':scheme': this.tls ? 'https' : 'http',
-    });
+    const method = headers[':method'] as string;
+    // A CONNECT carries only :method and :authority (RFC 9113 8.5).
+    const pseudo: http2.OutgoingHttpHeaders =
+      method === 'CONNECT'
+        ? { ':method': method, ':authority': headers[':authority'] as string }
+        : {
+            ':method': method,
+            ':path': headers[':path'] as string,
+            ':authority': headers[':authority'] as string,
+            ':scheme': this.tls ? 'https' : 'http',
+          };
+    const out = toHttp2Headers(headers, pseudo);
     let stream: http2.ClientHttp2Stream;
     try {
       stream = session.request(out, { endStream: opts.endStream, waitForTrailers: !opts.endStream });
