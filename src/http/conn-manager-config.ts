@@ -236,19 +236,34 @@ function compileHttpFilters(filters: Reader[], ctx: FactoryContext): HttpFilterF
 
 /** One UpgradeConfig (HCM or route): its type and whether it is enabled (default true). */
 function compileUpgradeConfig(u: Reader): { type: string; enabled: boolean } {
-  if (u.has('connect_config'))
-    throw u.error('connect_config', 'terminating CONNECT (connect_config) is not supported yet');
   const type = u.str('upgrade_type', '').toLowerCase();
   if (type === 'connect-udp') throw u.error('upgrade_type', 'CONNECT-UDP is not supported');
   return { type, enabled: u.has('enabled') ? u.bool('enabled') : true };
 }
 
-/** A route's upgrade_configs: type -> enabled. */
-export function compileUpgradeConfigs(r: Reader): Map<string, boolean> {
-  const out = new Map<string, boolean>();
+/** RouteAction.UpgradeConfig.ConnectConfig: Herald terminates CONNECT (and POST when allowed). */
+export interface ConnectConfig {
+  allowPost: boolean;
+}
+
+/** A route's upgrade_configs: type -> enabled, and the CONNECT entry's connect_config if any. */
+export function compileUpgradeConfigs(r: Reader): {
+  upgrades: Map<string, boolean>;
+  connectConfig: ConnectConfig | undefined;
+} {
+  const upgrades = new Map<string, boolean>();
+  let connectConfig: ConnectConfig | undefined;
   for (const u of r.list('upgrade_configs')) {
     const { type, enabled } = compileUpgradeConfig(u);
-    out.set(type, enabled);
+    upgrades.set(type, enabled);
+    const cc = u.msg('connect_config');
+    if (cc) {
+      // As Envoy: only a CONNECT upgrade may be terminated. proxy_protocol_config is left unread,
+      // so it is rejected.
+      if (type !== 'connect')
+        throw u.error('connect_config', `non-CONNECT upgrade type ${type} has ConnectConfig`);
+      connectConfig = { allowPost: cc.bool('allow_post') };
+    }
   }
-  return out;
+  return { upgrades, connectConfig };
 }

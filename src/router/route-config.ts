@@ -12,7 +12,7 @@ import {
 import type { Headers } from '../common/substitution-formatter.js';
 import type { Reader } from '../config/reader.js';
 import { registry } from '../extensions/registry.js';
-import { compileUpgradeConfigs } from '../http/conn-manager-config.js';
+import { type ConnectConfig, compileUpgradeConfigs } from '../http/conn-manager-config.js';
 import { compileHeaderMutations, type HeaderMutations } from '../http/header-mutation.js';
 import { isGrpcContentType } from '../http/local-reply.js';
 import type { ResourcePriority } from '../upstream/resource-manager.js';
@@ -53,6 +53,8 @@ export interface ClusterRouteAction {
   hashPolicy?: HashPolicy;
   /** Route-level upgrade_configs (override the HCM's). */
   upgrades?: Map<string, boolean>;
+  /** The CONNECT upgrade's connect_config: CONNECT is terminated here and its payload sent as raw TCP. */
+  connectConfig?: ConnectConfig;
   mirrors?: MirrorPolicy[];
   /** The route's retry_policy (replaces the virtual host's). */
   retryPolicy?: RetryPolicy;
@@ -587,8 +589,9 @@ function compileRouteAction(r: Reader, known: ReadonlySet<string> | undefined): 
   if (idle !== undefined) action.idleTimeoutMs = idle;
   const hp = compileHashPolicy(r.list('hash_policy'));
   if (hp) action.hashPolicy = hp;
-  const up = compileUpgradeConfigs(r);
-  if (up.size) action.upgrades = up;
+  const { upgrades, connectConfig } = compileUpgradeConfigs(r);
+  if (upgrades.size) action.upgrades = upgrades;
+  if (connectConfig) action.connectConfig = connectConfig;
   const mirrors = r.list('request_mirror_policies').map((m): MirrorPolicy => {
     const p: MirrorPolicy = { appendShadowSuffix: !m.bool('disable_shadow_host_suffix_append') };
     const kind = m.oneof('cluster', 'cluster_header');

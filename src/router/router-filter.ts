@@ -20,6 +20,7 @@ import type { Cluster } from '../upstream/cluster.js';
 import type { Host } from '../upstream/host.js';
 import type { LoadBalancerContext } from '../upstream/lb/load-balancer.js';
 import type { ResourceManager, ResourcePriority } from '../upstream/resource-manager.js';
+import { tcpTunnelPool } from '../upstream/tcp-upstream.js';
 import type { ResetReason, UpstreamRequest } from '../upstream/upstream-request.js';
 import { formatSetCookie } from './hash-policy.js';
 import { RetryState, STRICT_CHECKABLE_HEADERS, validControlHeader } from './retry-policy.js';
@@ -90,6 +91,8 @@ class RouterFilter implements HttpFilter {
   private done = false;
   /** Counted in downstream_cx_upgrades_active until the stream ends. */
   private upgradeActive = false;
+  /** CONNECT terminated here (route connect_config): the payload goes to the host as raw TCP. */
+  private tcpTunnel = false;
   /** A proxied CONNECT's payload waits for the upstream's 2xx (Envoy's paused_for_connect). */
   private bodyAfterConnect: (() => void) | undefined;
 
@@ -154,6 +157,12 @@ class RouterFilter implements HttpFilter {
       cb.hcmStats.downstream_cx_upgrades_active.inc();
       this.upgradeActive = true;
     }
+    // connect_config: CONNECT (and POST, with allow_post) is terminated here, as Envoy's TCP upstream.
+    const method = headers[':method'];
+    const cc = action.connectConfig;
+    this.tcpTunnel =
+      cc !== undefined &&
+      (method === 'CONNECT' || (cc.allowPost && method === 'POST' && upgrade === undefined));
     let weighted: WeightedClusterEntry | undefined;
     let clusterName: string;
     if (action.weighted) {
@@ -254,7 +263,8 @@ class RouterFilter implements HttpFilter {
   ): void {
     const cb = this.cb;
     const suppress = this.config.suppressEnvoyHeaders;
-    const upgrade = cb.upgradeType !== undefined;
+    // A terminated POST is a tunnel too: its body is the payload, not a request to retry.
+    const upgrade = cb.upgradeType !== undefined || this.tcpTunnel;
     this.vhost = vhost;
     this.weighted = weighted;
     this.resources = cluster.resources[action.priority];
@@ -328,7 +338,10 @@ class RouterFilter implements HttpFilter {
     }
     cb.onDownstreamReset(() => this.onDownstreamReset());
     if (!this.startAttempt()) return;
-    const shadows = action.mirrors ? this.startShadows(action, h, this.headersOnly, timeoutMs) : undefined;
+    const shadows =
+      action.mirrors && !this.tcpTunnel
+        ? this.startShadows(action, h, this.headersOnly, timeoutMs)
+        : undefined;
 
     if (this.headersOnly) {
       body.discard();
@@ -369,7 +382,8 @@ class RouterFilter implements HttpFilter {
     onData: (chunk: Buffer) => void,
     onEnd: (trailers: Headers | undefined) => void,
   ): void {
-    if (this.cb.upgradeType === 'connect') this.bodyAfterConnect = () => body.consume(onData, onEnd);
+    if (this.cb.upgradeType === 'connect' && !this.tcpTunnel)
+      this.bodyAfterConnect = () => body.consume(onData, onEnd);
     else body.consume(onData, onEnd);
   }
 
@@ -448,7 +462,11 @@ class RouterFilter implements HttpFilter {
     };
     this.attempt = a;
     const upgrade = cb.upgradeType !== undefined;
-    const req = cluster.pools.forHost(host, cb.downstream.protocol === 'HTTP/2', this.priority).newStream(
+    // A terminated CONNECT goes to the host as raw TCP instead of through an HTTP pool.
+    const pool = this.tcpTunnel
+      ? tcpTunnelPool(cluster, host, this.priority)
+      : cluster.pools.forHost(host, cb.downstream.protocol === 'HTTP/2', this.priority);
+    const req = pool.newStream(
       h,
       { endStream: this.headersOnly, upgrade, connectTimeoutMs: cluster.config.connectTimeoutMs },
       {
@@ -537,7 +555,7 @@ class RouterFilter implements HttpFilter {
     }
     this.responseStarted = true;
     // A 2xx to CONNECT opens the tunnel, as a 101 does an upgrade.
-    const connectTunnel = status >= 200 && status < 300 && cb.upgradeType === 'connect';
+    const connectTunnel = status >= 200 && status < 300 && (this.tcpTunnel || cb.upgradeType === 'connect');
     if (status === 101 && upgrade) {
       // Switching protocols keeps its Connection/Upgrade headers; the tunnel has no route timeout.
       this.clearGlobalTimer();

@@ -1,12 +1,29 @@
 // CONNECT as Envoy handles it: off by default (403), matched only by
-// connect_matcher routes, and proxied upstream as-is over HTTP/1.1 or HTTP/2,
-// the upstream's 2xx opening a tunnel.
+// connect_matcher routes, proxied upstream as-is, or terminated with a route's
+// connect_config (raw TCP to the cluster's host, a 200 once connected, 503 UF
+// when the connection fails); over HTTP/1.1 and HTTP/2.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { tempLog } from '../helpers/access-log-file.js';
 import { httpBootstrap, type Running, startHerald, stat, staticCluster } from '../helpers/harness.js';
+
+/** A TCP echo server: echoes every read and answers a FIN with "bye" and its own FIN. */
+async function startEcho(): Promise<{ server: net.Server; port: number; received: Buffer[] }> {
+  const received: Buffer[] = [];
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('data', (d: Buffer) => {
+      received.push(d);
+      s.write(d);
+    });
+    s.on('end', () => s.end('bye'));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as net.AddressInfo).port, received };
+}
 
 async function closeServer(s: net.Server): Promise<void> {
   await new Promise((r) => s.close(r));
@@ -60,8 +77,8 @@ function rawExchange(
   });
 }
 
-const CONNECT_ROUTE = (cluster: string) => `- match: { connect_matcher: {} }
-  route: { cluster: ${cluster} }`;
+const CONNECT_ROUTE = (cluster: string, extra = '') => `- match: { connect_matcher: {} }
+  route: { cluster: ${cluster}${extra} }`;
 
 describe('CONNECT without upgrade_configs', () => {
   let h: Running;
@@ -214,6 +231,107 @@ describe('CONNECT proxied upstream (no connect_config)', () => {
   });
 });
 
+describe('CONNECT terminated with connect_config', () => {
+  let echo: Awaited<ReturnType<typeof startEcho>>;
+  let h: Running;
+  const log = tempLog();
+  before(async () => {
+    echo = await startEcho();
+    const dead = await closedPort();
+    h = await startHerald(
+      httpBootstrap({
+        hcmExtra: `upgrade_configs: [{ upgrade_type: CONNECT }]
+http2_protocol_options: {}
+${log.yaml('%REQ(:AUTHORITY)% %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %BYTES_RECEIVED% %BYTES_SENT%')}`,
+        routes: `- match: { connect_matcher: {}, headers: [{ name: ":authority", string_match: { exact: "dead.example:1" } }] }
+  route: { cluster: dead, upgrade_configs: [{ upgrade_type: CONNECT, connect_config: {} }] }
+${CONNECT_ROUTE('echo', ', upgrade_configs: [{ upgrade_type: CONNECT, connect_config: { allow_post: true } }]')}
+- match: { prefix: /tcp }
+  route: { cluster: echo, upgrade_configs: [{ upgrade_type: CONNECT, connect_config: { allow_post: true } }] }`,
+        clusters: `${staticCluster('echo', [echo.port])}\n${staticCluster('dead', [dead])}`,
+      }),
+    );
+  });
+  after(async () => {
+    await h.stop();
+    await closeServer(echo.server);
+  });
+
+  it('answers 200 once connected, then carries raw bytes and the half-close both ways', async () => {
+    echo.received.length = 0;
+    const r = await rawExchange(
+      h.port(),
+      'CONNECT echo.example:7 HTTP/1.1\r\nHost: echo.example:7\r\nx-secret: not-for-the-host\r\n\r\n',
+      ['hello', ' world'],
+    );
+    assert.match(r.head, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.doesNotMatch(r.head, /transfer-encoding|content-length|x-envoy-upstream-service-time/i);
+    // The host gets the payload only: no request headers.
+    assert.equal(Buffer.concat(echo.received).toString(), 'hello world');
+    assert.equal(r.body, 'hello worldbye', 'echoed bytes, then the FIN answered after the client FIN');
+    assert.match((await log.find(/^echo\.example:7 /)) ?? '', /^echo\.example:7 200 - via_upstream 11 14$/);
+    assert.equal(await stat(h.adminPort, 'http.test.downstream_cx_upgrades_total'), 1);
+    assert.equal(await stat(h.adminPort, 'http.test.downstream_cx_upgrades_active'), 0);
+    assert.equal(await stat(h.adminPort, 'cluster.echo.upstream_cx_total'), 1);
+  });
+
+  it('a connection that fails is a 503 with flag UF', async () => {
+    const r = await rawExchange(h.port(), 'CONNECT dead.example:1 HTTP/1.1\r\nHost: dead.example:1\r\n\r\n');
+    assert.match(r.head, /^HTTP\/1\.1 503 /);
+    assert.match(
+      r.body,
+      /^upstream connect error or disconnect\/reset before headers\. reset reason: connection failure/,
+    );
+    assert.match(
+      (await log.find(/^dead\.example:1 /)) ?? '',
+      /^dead\.example:1 503 UF upstream_reset_before_response_started\{connection_failure\}/,
+    );
+    assert.equal(await stat(h.adminPort, 'cluster.dead.upstream_cx_connect_fail'), 1);
+  });
+
+  it('allow_post: a POST body is the payload, the host bytes the response body', async () => {
+    const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port: h.port(), method: 'POST', path: '/tcp', agent: false },
+        (res) => {
+          let body = '';
+          res.on('data', (d) => {
+            body += d;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      req.end('posted');
+    });
+    assert.deepEqual(r, { status: 200, body: 'postedbye' });
+  });
+
+  it('HTTP/2 CONNECT: 200, then DATA frames carry the tunnel both ways', async () => {
+    const session = http2.connect(`http://127.0.0.1:${h.port()}`);
+    try {
+      const out = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const s = session.request({ ':method': 'CONNECT', ':authority': 'echo.example:7' });
+        let status = 0;
+        let body = '';
+        s.on('response', (hd) => {
+          status = Number(hd[':status']);
+          s.write('over-h2');
+        });
+        s.on('data', (d: Buffer) => {
+          body += d.toString();
+          if (body === 'over-h2') s.end();
+        });
+        s.on('end', () => resolve({ status, body }));
+        s.on('error', reject);
+      });
+      assert.deepEqual(out, { status: 200, body: 'over-h2bye' });
+    } finally {
+      session.close();
+    }
+  });
+});
+
 describe('CONNECT to an HTTP/2 upstream', () => {
   let up: http2.Http2Server;
   let h: Running;
@@ -251,5 +369,32 @@ describe('CONNECT to an HTTP/2 upstream', () => {
     assert.equal(seen?.[':method'], 'CONNECT');
     assert.equal(seen?.[':authority'], 'target.example:443');
     assert.equal(seen?.[':path'], undefined);
+  });
+});
+
+describe('CONNECT config', () => {
+  const withRoute = (route: string) =>
+    httpBootstrap({
+      hcmExtra: 'upgrade_configs: [{ upgrade_type: CONNECT }]',
+      routes: `- match: { connect_matcher: {} }\n  route: { cluster: c, ${route} }`,
+      clusters: staticCluster('c', [9]),
+    });
+
+  it('connect_config on a non-CONNECT upgrade is an error, as in Envoy', async () => {
+    await assert.rejects(
+      startHerald(withRoute('upgrade_configs: [{ upgrade_type: websocket, connect_config: {} }]')),
+      /connect_config.*non-CONNECT upgrade type websocket/s,
+    );
+  });
+
+  it('proxy_protocol_config is rejected rather than ignored', async () => {
+    await assert.rejects(
+      startHerald(
+        withRoute(
+          'upgrade_configs: [{ upgrade_type: CONNECT, connect_config: { proxy_protocol_config: { version: V1 } } }]',
+        ),
+      ),
+      /proxy_protocol_config/,
+    );
   });
 });
