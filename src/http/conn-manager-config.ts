@@ -39,6 +39,8 @@ export interface ConnectionManagerConfig {
   maxHeadersCount: number;
   /** http2_protocol_options: the HTTP/2 server's SETTINGS. */
   http2: Http2Options | undefined;
+  /** http2_protocol_options.allow_connect: accept RFC 8441 extended CONNECT (WebSocket over HTTP/2). */
+  http2AllowConnect: boolean;
   /** http_protocol_options.accept_http_10. */
   acceptHttp10: boolean;
   /** Downstream connection idle timeout (common_http_protocol_options.idle_timeout), ms; Envoy's default 1 h. */
@@ -113,6 +115,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
   const maxRequestsPerConnection = cho ? cho.num('max_requests_per_connection', 0) : 0;
   const h2o = r.msg('http2_protocol_options');
   const http2 = h2o ? readHttp2Options(h2o) : undefined;
+  const http2AllowConnect = h2o ? h2o.bool('allow_connect') : false;
   const hpo = r.msg('http_protocol_options');
   const acceptHttp10 = hpo ? hpo.bool('accept_http_10') : false;
 
@@ -147,6 +150,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     maxHeadersCount,
     acceptHttp10,
     http2,
+    http2AllowConnect,
     idleTimeoutMs,
     streamIdleTimeoutMs: r.durationMs('stream_idle_timeout', 300_000),
     requestTimeoutMs: r.durationMs('request_timeout', 0),

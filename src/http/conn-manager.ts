@@ -315,6 +315,8 @@ export class ConnectionManager implements NetworkFilter {
           ...(o?.initialStreamWindowSize !== undefined
             ? { initialWindowSize: o.initialStreamWindowSize }
             : {}),
+          // allow_connect: RFC 8441 extended CONNECT (WebSocket over HTTP/2).
+          ...(this.config.http2AllowConnect ? { enableConnectProtocol: true } : {}),
         },
       });
       this.h2.on('stream', (stream, headers, flags) => {
@@ -415,9 +417,17 @@ export class ConnectionManager implements NetworkFilter {
     const isUpgrade =
       s.protocol !== 'HTTP/2' && h.upgrade !== undefined && /upgrade/i.test(String(h.connection ?? ''));
     let upgradeType = isUpgrade ? String(h.upgrade).toLowerCase() : undefined;
-    // CONNECT is an upgrade of its own type (Envoy's upgrade_type CONNECT).
+    // CONNECT is an upgrade of its own type; HTTP/2 extended CONNECT (RFC 8441) stands for the
+    // HTTP/1 upgrade named by :protocol and is handled as that GET + Upgrade, as Envoy's codec does.
     const connect = h[':method'] === 'CONNECT';
-    if (connect && upgradeType === undefined) upgradeType = 'connect';
+    if (connect && upgradeType === undefined) {
+      const protocol = h[':protocol'];
+      if (typeof protocol === 'string' && s.protocol === 'HTTP/2') {
+        upgradeType = protocol.toLowerCase();
+        h[':method'] = 'GET';
+        delete h[':protocol'];
+      } else upgradeType = 'connect';
+    }
     this.mutateRequestHeaders(h, info);
     if (upgradeType && upgradeType !== 'connect') {
       // Hop-by-hop in general, but an upgrade travels on.

@@ -1,7 +1,8 @@
 // CONNECT as Envoy handles it: off by default (403), matched only by
 // connect_matcher routes, proxied upstream as-is, or terminated with a route's
 // connect_config (raw TCP to the cluster's host, a 200 once connected, 503 UF
-// when the connection fails); over HTTP/1.1 and HTTP/2.
+// when the connection fails); over HTTP/1.1 and HTTP/2. Also WebSocket over
+// HTTP/2 (RFC 8441 extended CONNECT) to an HTTP/1.1 upstream.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -372,6 +373,93 @@ describe('CONNECT to an HTTP/2 upstream', () => {
   });
 });
 
+describe('WebSocket over HTTP/2 (extended CONNECT) to an HTTP/1.1 upstream', () => {
+  let up: http.Server;
+  const seen: { method: string; url: string; upgrade: string; connection: string }[] = [];
+  let h: Running;
+  let off: Running;
+  before(async () => {
+    up = http.createServer((_q, s) => s.end('plain'));
+    up.on('upgrade', (req, sock: net.Socket) => {
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        upgrade: String(req.headers.upgrade),
+        connection: String(req.headers.connection),
+      });
+      sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      sock.on('data', (d: Buffer) => sock.write(Buffer.concat([Buffer.from('echo:'), d])));
+      sock.on('end', () => sock.end());
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const port = (up.address() as net.AddressInfo).port;
+    const bootstrap = (allow: boolean) =>
+      httpBootstrap({
+        hcmExtra: `upgrade_configs: [{ upgrade_type: websocket }]
+http2_protocol_options: { allow_connect: ${allow} }`,
+        routes: '- match: { prefix: / }\n  route: { cluster: ws }',
+        clusters: staticCluster('ws', [port]),
+      });
+    h = await startHerald(bootstrap(true));
+    off = await startHerald(bootstrap(false));
+  });
+  after(async () => {
+    await h.stop();
+    await off.stop();
+    up.closeAllConnections();
+    await closeServer(up);
+  });
+
+  /** The server's SETTINGS as the client sees them. */
+  function remoteSettings(session: http2.ClientHttp2Session): Promise<http2.Settings> {
+    return new Promise((resolve) => session.once('remoteSettings', resolve));
+  }
+
+  it('allow_connect advertises extended CONNECT; :protocol websocket becomes GET + Upgrade, 101 becomes 200', async () => {
+    const session = http2.connect(`http://127.0.0.1:${h.port()}`);
+    try {
+      assert.equal((await remoteSettings(session)).enableConnectProtocol, true);
+      const out = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const s = session.request({
+          ':method': 'CONNECT',
+          ':protocol': 'websocket',
+          ':scheme': 'http',
+          ':path': '/chat?room=1',
+          ':authority': 'ws.example',
+        });
+        let status = 0;
+        let body = '';
+        s.on('response', (hd) => {
+          status = Number(hd[':status']);
+          s.write('frame');
+        });
+        s.on('data', (d: Buffer) => {
+          body += d.toString();
+          if (body === 'echo:frame') s.end();
+        });
+        s.on('end', () => resolve({ status, body }));
+        s.on('error', reject);
+      });
+      assert.deepEqual(out, { status: 200, body: 'echo:frame' });
+      assert.deepEqual(seen, [
+        { method: 'GET', url: '/chat?room=1', upgrade: 'websocket', connection: 'upgrade' },
+      ]);
+      assert.equal(await stat(h.adminPort, 'http.test.downstream_cx_upgrades_total'), 1);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('without allow_connect the server does not offer extended CONNECT', async () => {
+    const session = http2.connect(`http://127.0.0.1:${off.port()}`);
+    try {
+      assert.notEqual((await remoteSettings(session)).enableConnectProtocol, true);
+    } finally {
+      session.close();
+    }
+  });
+});
+
 describe('CONNECT config', () => {
   const withRoute = (route: string) =>
     httpBootstrap({
@@ -396,5 +484,46 @@ describe('CONNECT config', () => {
       ),
       /proxy_protocol_config/,
     );
+  });
+});
+
+describe('WebSocket from HTTP/1.1 to an HTTP/2 upstream', () => {
+  let up: http2.Http2Server;
+  let h: Running;
+  let seen: http2.IncomingHttpHeaders | undefined;
+  before(async () => {
+    up = http2.createServer({ settings: { enableConnectProtocol: true } });
+    up.on('stream', (s, hd) => {
+      seen = hd;
+      s.respond({ ':status': 200 });
+      s.on('data', (d: Buffer) => s.write(Buffer.concat([Buffer.from('echo:'), d])));
+      s.on('end', () => s.end());
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    h = await startHerald(
+      httpBootstrap({
+        hcmExtra: 'upgrade_configs: [{ upgrade_type: websocket }]',
+        routes: '- match: { prefix: / }\n  route: { cluster: h2 }',
+        clusters: staticCluster('h2', [(up.address() as net.AddressInfo).port], 'http2_protocol_options: {}'),
+      }),
+    );
+  });
+  after(async () => {
+    await h.stop();
+    await new Promise((r) => up.close(r));
+  });
+
+  it("goes up as an extended CONNECT with :protocol, and its 200 is the client's 101", async () => {
+    const r = await rawExchange(
+      h.port(),
+      'GET /chat HTTP/1.1\r\nHost: ws.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n',
+      ['frame'],
+    );
+    assert.match(r.head, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    assert.match(r.head, /\r\nupgrade: websocket\r\n/i);
+    assert.equal(r.body, 'echo:frame');
+    assert.equal(seen?.[':method'], 'CONNECT');
+    assert.equal(seen?.[':protocol'], 'websocket');
+    assert.equal(seen?.[':path'], '/chat');
   });
 });
