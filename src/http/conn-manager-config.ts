@@ -39,6 +39,8 @@ export interface ConnectionManagerConfig {
   maxHeadersCount: number;
   /** http2_protocol_options: the HTTP/2 server's SETTINGS. */
   http2: Http2Options | undefined;
+  /** http2_protocol_options.allow_connect: accept RFC 8441 extended CONNECT (WebSocket over HTTP/2). */
+  http2AllowConnect: boolean;
   /** http_protocol_options.accept_http_10. */
   acceptHttp10: boolean;
   /** Downstream connection idle timeout (common_http_protocol_options.idle_timeout), ms; Envoy's default 1 h. */
@@ -113,6 +115,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
   const maxRequestsPerConnection = cho ? cho.num('max_requests_per_connection', 0) : 0;
   const h2o = r.msg('http2_protocol_options');
   const http2 = h2o ? readHttp2Options(h2o) : undefined;
+  const http2AllowConnect = h2o ? h2o.bool('allow_connect') : false;
   const hpo = r.msg('http_protocol_options');
   const acceptHttp10 = hpo ? hpo.bool('accept_http_10') : false;
 
@@ -147,6 +150,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     maxHeadersCount,
     acceptHttp10,
     http2,
+    http2AllowConnect,
     idleTimeoutMs,
     streamIdleTimeoutMs: r.durationMs('stream_idle_timeout', 300_000),
     requestTimeoutMs: r.durationMs('request_timeout', 0),
@@ -236,19 +240,34 @@ function compileHttpFilters(filters: Reader[], ctx: FactoryContext): HttpFilterF
 
 /** One UpgradeConfig (HCM or route): its type and whether it is enabled (default true). */
 function compileUpgradeConfig(u: Reader): { type: string; enabled: boolean } {
-  if (u.has('connect_config')) throw u.error('connect_config', 'CONNECT upgrades are not supported yet');
   const type = u.str('upgrade_type', '').toLowerCase();
-  if (type === 'connect' || type === 'connect-udp')
-    throw u.error('upgrade_type', 'CONNECT upgrades are not supported yet');
+  if (type === 'connect-udp') throw u.error('upgrade_type', 'CONNECT-UDP is not supported');
   return { type, enabled: u.has('enabled') ? u.bool('enabled') : true };
 }
 
-/** A route's upgrade_configs: type -> enabled. */
-export function compileUpgradeConfigs(r: Reader): Map<string, boolean> {
-  const out = new Map<string, boolean>();
+/** RouteAction.UpgradeConfig.ConnectConfig: Herald terminates CONNECT (and POST when allowed). */
+export interface ConnectConfig {
+  allowPost: boolean;
+}
+
+/** A route's upgrade_configs: type -> enabled, and the CONNECT entry's connect_config if any. */
+export function compileUpgradeConfigs(r: Reader): {
+  upgrades: Map<string, boolean>;
+  connectConfig: ConnectConfig | undefined;
+} {
+  const upgrades = new Map<string, boolean>();
+  let connectConfig: ConnectConfig | undefined;
   for (const u of r.list('upgrade_configs')) {
     const { type, enabled } = compileUpgradeConfig(u);
-    out.set(type, enabled);
+    upgrades.set(type, enabled);
+    const cc = u.msg('connect_config');
+    if (cc) {
+      // As Envoy: only a CONNECT upgrade may be terminated. proxy_protocol_config is left unread,
+      // so it is rejected.
+      if (type !== 'connect')
+        throw u.error('connect_config', `non-CONNECT upgrade type ${type} has ConnectConfig`);
+      connectConfig = { allowPost: cc.bool('allow_post') };
+    }
   }
-  return out;
+  return { upgrades, connectConfig };
 }

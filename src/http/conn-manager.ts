@@ -30,13 +30,15 @@ import type { ConnectionManagerConfig } from './conn-manager-config.js';
 import type { DownstreamInfo } from './filter.js';
 import { Http1ServerConnection } from './http1/server-connection.js';
 import { Http2ServerStreamAdapter } from './http2/server-stream.js';
-import { transformPath } from './path-utility.js';
+import { type PathResult, transformPath } from './path-utility.js';
 import { ResponseFlag, StreamInfo } from './stream-info.js';
 
 const log = logger('http');
 let nextStreamId = 0;
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+/** The path result of a request without :path (CONNECT). */
+const NO_PATH: PathResult = { kind: 'ok', path: '' };
 
 /** Enough bytes to tell the HTTP/2 preface from anything else? */
 function isPrefaceDecided(data: Buffer): PeekDecision {
@@ -73,6 +75,7 @@ export class HttpConnectionManagerStats {
   readonly downstream_rq_max_duration_reached: Counter;
   readonly downstream_rq_too_large: Counter;
   readonly downstream_cx_upgrades_total: Counter;
+  readonly downstream_cx_upgrades_active: Gauge;
   readonly downstream_rq_time: Histogram;
   readonly downstream_cx_length_ms: Histogram;
 
@@ -105,6 +108,7 @@ export class HttpConnectionManagerStats {
     this.downstream_rq_max_duration_reached = c('downstream_rq_max_duration_reached');
     this.downstream_rq_too_large = c('downstream_rq_too_large');
     this.downstream_cx_upgrades_total = c('downstream_cx_upgrades_total');
+    this.downstream_cx_upgrades_active = scope.gauge('downstream_cx_upgrades_active');
     this.downstream_rq_time = scope.histogram('downstream_rq_time');
     this.downstream_cx_length_ms = scope.histogram('downstream_cx_length_ms');
   }
@@ -319,6 +323,8 @@ export class ConnectionManager implements NetworkFilter {
           ...(o?.initialStreamWindowSize !== undefined
             ? { initialWindowSize: o.initialStreamWindowSize }
             : {}),
+          // allow_connect: RFC 8441 extended CONNECT (WebSocket over HTTP/2).
+          ...(this.config.http2AllowConnect ? { enableConnectProtocol: true } : {}),
         },
       });
       this.h2.on('stream', (stream, headers, flags) => {
@@ -433,17 +439,32 @@ export class ConnectionManager implements NetworkFilter {
     // as a route may override the HCM); otherwise Envoy answers 403 (upgrade_failed).
     const isUpgrade =
       s.protocol !== 'HTTP/2' && h.upgrade !== undefined && /upgrade/i.test(String(h.connection ?? ''));
-    const upgradeType = isUpgrade ? String(h.upgrade).toLowerCase() : undefined;
+    let upgradeType = isUpgrade ? String(h.upgrade).toLowerCase() : undefined;
+    // CONNECT is an upgrade of its own type; HTTP/2 extended CONNECT (RFC 8441) stands for the
+    // HTTP/1 upgrade named by :protocol and is handled as that GET + Upgrade, as Envoy's codec does.
+    const connect = h[':method'] === 'CONNECT';
+    if (connect && upgradeType === undefined) {
+      const protocol = h[':protocol'];
+      if (typeof protocol === 'string' && s.protocol === 'HTTP/2') {
+        upgradeType = protocol.toLowerCase();
+        h[':method'] = 'GET';
+        delete h[':protocol'];
+      } else upgradeType = 'connect';
+    }
     this.mutateRequestHeaders(h, info);
-    if (upgradeType) {
+    if (upgradeType && upgradeType !== 'connect') {
       // Hop-by-hop in general, but an upgrade travels on.
       h.connection = 'upgrade';
       h.upgrade = upgradeType;
     }
-    if (this.config.stripHostPort !== 'none')
+    // A CONNECT target keeps its port (RFC 9110 9.3.6: the port is part of it).
+    if (this.config.stripHostPort !== 'none' && upgradeType !== 'connect')
       stripPort(h, this.config.stripHostPort === 'any' ? -1 : info.localPort);
-    const pathResult = transformPath((h[':path'] as string | undefined) ?? '/', this.config.path);
-    if (pathResult.kind === 'ok') h[':path'] = pathResult.path;
+    const path = h[':path'] as string | undefined;
+    // A CONNECT without :path has nothing to normalize.
+    const pathResult: PathResult =
+      path === undefined && connect ? NO_PATH : transformPath(path ?? '/', this.config.path);
+    if (pathResult.kind === 'ok' && pathResult !== NO_PATH) h[':path'] = pathResult.path;
     const streamId = nextStreamId++;
     if (log.on(Level.debug))
       log.debug(

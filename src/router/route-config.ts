@@ -12,7 +12,7 @@ import {
 import type { Headers } from '../common/substitution-formatter.js';
 import type { Reader } from '../config/reader.js';
 import { registry } from '../extensions/registry.js';
-import { compileUpgradeConfigs } from '../http/conn-manager-config.js';
+import { type ConnectConfig, compileUpgradeConfigs } from '../http/conn-manager-config.js';
 import { compileHeaderMutations, type HeaderMutations } from '../http/header-mutation.js';
 import { isGrpcContentType } from '../http/local-reply.js';
 import type { ResourcePriority } from '../upstream/resource-manager.js';
@@ -53,6 +53,8 @@ export interface ClusterRouteAction {
   hashPolicy?: HashPolicy;
   /** Route-level upgrade_configs (override the HCM's). */
   upgrades?: Map<string, boolean>;
+  /** The CONNECT upgrade's connect_config: CONNECT is terminated here and its payload sent as raw TCP. */
+  connectConfig?: ConnectConfig;
   mirrors?: MirrorPolicy[];
   /** The route's retry_policy (replaces the virtual host's). */
   retryPolicy?: RetryPolicy;
@@ -101,6 +103,8 @@ export interface Route {
   matches: RouteMatcher;
   /** For prefix_rewrite: the length of the matched prefix, or -1 for an exact path / regex. */
   matchedPrefix?: string;
+  /** connect_matcher: the only kind of route a request without :path (CONNECT) can match. */
+  connectMatcher?: boolean;
   action: RouteAction;
   requestMutations: HeaderMutations;
   responseMutations: HeaderMutations;
@@ -148,7 +152,10 @@ export class RouteTable {
   route(authority: string, req: RouteRequest): { vhost: VirtualHost; route: Route } | undefined {
     const vhost = this.findVirtualHost(authority);
     if (!vhost) return undefined;
-    for (const route of vhost.routes) if (route.matches(req)) return { vhost, route };
+    // Path matchers never match a request without :path (Envoy's supportsPathlessHeaders).
+    const pathless = req.headers[':path'] === undefined;
+    for (const route of vhost.routes)
+      if ((!pathless || route.connectMatcher) && route.matches(req)) return { vhost, route };
     return undefined;
   }
 }
@@ -272,7 +279,7 @@ export function compilePerFilterConfig(r: Reader): PerFilterConfigs | undefined 
 function compileRoute(r: Reader, known: ReadonlySet<string> | undefined): Route {
   const name = r.str('name', '');
   const m = r.msg('match')!;
-  const { matches, matchedPrefix } = compileRouteMatch(m);
+  const { matches, matchedPrefix, connectMatcher } = compileRouteMatch(m);
   let action: RouteAction;
   const kind = r.oneof('route', 'redirect', 'direct_response', 'filter_action', 'non_forwarding_action');
   if (kind === 'route') action = compileRouteAction(r.msg('route')!, known);
@@ -285,6 +292,7 @@ function compileRoute(r: Reader, known: ReadonlySet<string> | undefined): Route 
     name,
     matches,
     ...(matchedPrefix !== undefined ? { matchedPrefix } : {}),
+    ...(connectMatcher ? { connectMatcher } : {}),
     ...(pfc ? { perFilterConfig: pfc } : {}),
     action,
     requestMutations: compileHeaderMutations(r, 'request'),
@@ -292,7 +300,11 @@ function compileRoute(r: Reader, known: ReadonlySet<string> | undefined): Route 
   };
 }
 
-function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: string } {
+function compileRouteMatch(m: Reader): {
+  matches: RouteMatcher;
+  matchedPrefix?: string;
+  connectMatcher?: boolean;
+} {
   const caseSensitive = m.has('case_sensitive') ? m.bool('case_sensitive') : true;
   const kind = m.oneof(
     'prefix',
@@ -304,6 +316,8 @@ function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: 
   );
   let pathMatch: (p: string) => boolean;
   let matchedPrefix: string | undefined;
+  /** connect_matcher: CONNECT requests only, whatever their path (HTTP/1 CONNECT has none). */
+  let connect = false;
   switch (kind) {
     case 'prefix': {
       const want = m.str('prefix', '');
@@ -337,8 +351,18 @@ function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: 
       pathMatch = (p) => re.test(p);
       break;
     }
+    case 'connect_matcher': {
+      // ConnectMatcher has no fields; reading it marks it used.
+      m.msg('connect_matcher');
+      connect = true;
+      pathMatch = () => true;
+      break;
+    }
     case undefined:
-      throw m.error(undefined, "one of 'prefix', 'path', 'safe_regex', 'path_separated_prefix' is required");
+      throw m.error(
+        undefined,
+        "one of 'prefix', 'path', 'safe_regex', 'path_separated_prefix', 'connect_matcher' is required",
+      );
     default:
       throw m.error(kind, `path matcher '${kind}' is not supported`);
   }
@@ -353,6 +377,7 @@ function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: 
   if (m.has('tls_context')) throw m.error('tls_context', 'not supported yet');
 
   const matches: RouteMatcher = (req) => {
+    if (connect && req.headers[':method'] !== 'CONNECT') return false;
     if (!pathMatch(req.path)) return false;
     for (const h of headerMatchers) if (!h(req.headers)) return false;
     if (queryMatchers.length) {
@@ -366,6 +391,7 @@ function compileRouteMatch(m: Reader): { matches: RouteMatcher; matchedPrefix?: 
     if (sample && !sample()) return false;
     return true;
   };
+  if (connect) return { matches, connectMatcher: true };
   return matchedPrefix !== undefined ? { matches, matchedPrefix } : { matches };
 }
 
@@ -563,8 +589,9 @@ function compileRouteAction(r: Reader, known: ReadonlySet<string> | undefined): 
   if (idle !== undefined) action.idleTimeoutMs = idle;
   const hp = compileHashPolicy(r.list('hash_policy'));
   if (hp) action.hashPolicy = hp;
-  const up = compileUpgradeConfigs(r);
-  if (up.size) action.upgrades = up;
+  const { upgrades, connectConfig } = compileUpgradeConfigs(r);
+  if (upgrades.size) action.upgrades = upgrades;
+  if (connectConfig) action.connectConfig = connectConfig;
   const mirrors = r.list('request_mirror_policies').map((m): MirrorPolicy => {
     const p: MirrorPolicy = { appendShadowSuffix: !m.bool('disable_shadow_host_suffix_append') };
     const kind = m.oneof('cluster', 'cluster_header');

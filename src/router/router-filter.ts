@@ -7,6 +7,7 @@ import type { Headers } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import type { ExtensionFactory } from '../extensions/registry.js';
 import { stripHopByHop } from '../http/active-stream.js';
+import type { BodySource } from '../http/codec.js';
 import {
   type DecoderFilterCallbacks,
   FilterHeadersStatus,
@@ -19,6 +20,7 @@ import type { Cluster } from '../upstream/cluster.js';
 import type { Host } from '../upstream/host.js';
 import type { LoadBalancerContext } from '../upstream/lb/load-balancer.js';
 import type { ResourceManager, ResourcePriority } from '../upstream/resource-manager.js';
+import { tcpTunnelPool } from '../upstream/tcp-upstream.js';
 import type { ResetReason, UpstreamCallbacks, UpstreamRequest } from '../upstream/upstream-request.js';
 import { formatSetCookie } from './hash-policy.js';
 import { RetryState, STRICT_CHECKABLE_HEADERS, validControlHeader } from './retry-policy.js';
@@ -111,6 +113,12 @@ class RouterFilter implements HttpFilter {
   /** A hash-policy cookie Herald generated, to set on the response. */
   private setCookie: string | undefined;
   private done = false;
+  /** Counted in downstream_cx_upgrades_active until the stream ends. */
+  private upgradeActive = false;
+  /** CONNECT terminated here (route connect_config): the payload goes to the host as raw TCP. */
+  private tcpTunnel = false;
+  /** A proxied CONNECT's payload waits for the upstream's 2xx (Envoy's paused_for_connect). */
+  private bodyAfterConnect: (() => void) | undefined;
 
   constructor(
     private readonly config: RouterConfig,
@@ -124,6 +132,17 @@ class RouterFilter implements HttpFilter {
   decodeHeaders(headers: Headers): FilterHeadersStatus {
     const cb = this.cb;
     const matched = cb.route();
+    // Envoy decides an upgrade before routing: without a proxying route to allow it, only the
+    // HCM's upgrade_configs can (so a CONNECT with nowhere to go is still 403 by default).
+    const upgradeType = cb.upgradeType;
+    if (
+      upgradeType !== undefined &&
+      matched?.route.action.kind !== 'route' &&
+      !(cb.hcmUpgrades.get(upgradeType) ?? false)
+    ) {
+      cb.sendLocalReply(403, '', { details: 'upgrade_failed' });
+      return FilterHeadersStatus.StopIteration;
+    }
     if (!matched) {
       cb.hcmStats.no_route.inc();
       cb.sendLocalReply(404, '', { details: 'route_not_found', flags: ResponseFlag.NR });
@@ -159,7 +178,15 @@ class RouterFilter implements HttpFilter {
         return FilterHeadersStatus.StopIteration;
       }
       cb.hcmStats.downstream_cx_upgrades_total.inc();
+      cb.hcmStats.downstream_cx_upgrades_active.inc();
+      this.upgradeActive = true;
     }
+    // connect_config: CONNECT (and POST, with allow_post) is terminated here, as Envoy's TCP upstream.
+    const method = headers[':method'];
+    const cc = action.connectConfig;
+    this.tcpTunnel =
+      cc !== undefined &&
+      (method === 'CONNECT' || (cc.allowPost && method === 'POST' && upgrade === undefined));
     let weighted: WeightedClusterEntry | undefined;
     let clusterName: string;
     if (action.weighted) {
@@ -260,7 +287,8 @@ class RouterFilter implements HttpFilter {
   ): void {
     const cb = this.cb;
     const suppress = this.config.suppressEnvoyHeaders;
-    const upgrade = cb.upgradeType !== undefined;
+    // A terminated POST is a tunnel too: its body is the payload, not a request to retry.
+    const upgrade = cb.upgradeType !== undefined || this.tcpTunnel;
     this.vhost = vhost;
     this.weighted = weighted;
     this.resources = cluster.resources[action.priority];
@@ -291,7 +319,7 @@ class RouterFilter implements HttpFilter {
 
     // Path and host rewrites.
     const fullPath = (h[':path'] as string | undefined) ?? '/';
-    if (action.prefixRewrite !== undefined || action.regexRewrite) {
+    if ((action.prefixRewrite !== undefined || action.regexRewrite) && h[':path'] !== undefined) {
       const qi = fullPath.indexOf('?');
       const path = qi < 0 ? fullPath : fullPath.slice(0, qi);
       const query = qi < 0 ? '' : fullPath.slice(qi);
@@ -334,7 +362,10 @@ class RouterFilter implements HttpFilter {
     }
     cb.onDownstreamReset(() => this.onDownstreamReset());
     if (!this.startAttempt()) return;
-    const shadows = action.mirrors ? this.startShadows(action, h, this.headersOnly, timeoutMs) : undefined;
+    const shadows =
+      action.mirrors && !this.tcpTunnel
+        ? this.startShadows(action, h, this.headersOnly, timeoutMs)
+        : undefined;
 
     if (this.headersOnly) {
       body.discard();
@@ -344,7 +375,8 @@ class RouterFilter implements HttpFilter {
     // An upgrade request is complete at its headers; what follows is the tunnel.
     if (upgrade) this.onRequestComplete();
     // Stream the request body with backpressure both ways.
-    body.consume(
+    this.consumeBody(
+      body,
       (chunk) => {
         if (this.done) return;
         if (shadows) for (const sh of shadows) sh.sendData(chunk, false);
@@ -366,6 +398,17 @@ class RouterFilter implements HttpFilter {
         if (!upgrade) this.onRequestComplete();
       },
     );
+  }
+
+  /** A proxied CONNECT's payload waits for the upstream's 2xx (Envoy's paused_for_connect). */
+  private consumeBody(
+    body: BodySource,
+    onData: (chunk: Buffer) => void,
+    onEnd: (trailers: Headers | undefined) => void,
+  ): void {
+    if (this.cb.upgradeType === 'connect' && !this.tcpTunnel)
+      this.bodyAfterConnect = () => body.consume(onData, onEnd);
+    else body.consume(onData, onEnd);
   }
 
   /** The body is read no faster than the current attempt takes it. */
@@ -436,13 +479,15 @@ class RouterFilter implements HttpFilter {
     const a = new Attempt(this, host);
     this.attempt = a;
     const upgrade = cb.upgradeType !== undefined;
-    const req = cluster.pools
-      .forHost(host, cb.downstream.protocol === 'HTTP/2', this.priority)
-      .newStream(
-        h,
-        { endStream: this.headersOnly, upgrade, connectTimeoutMs: cluster.config.connectTimeoutMs },
-        a,
-      );
+    // A terminated CONNECT goes to the host as raw TCP instead of through an HTTP pool.
+    const pool = this.tcpTunnel
+      ? tcpTunnelPool(cluster, host, this.priority)
+      : cluster.pools.forHost(host, cb.downstream.protocol === 'HTTP/2', this.priority);
+    const req = pool.newStream(
+      h,
+      { endStream: this.headersOnly, upgrade, connectTimeoutMs: cluster.config.connectTimeoutMs },
+      a,
+    );
     a.req = req;
     if (attemptNo > 1 && !this.headersOnly) this.replayBody(a);
     if (this.requestComplete) this.armPerTryTimers(a);
@@ -525,6 +570,8 @@ class RouterFilter implements HttpFilter {
       this.retry = undefined;
     }
     this.responseStarted = true;
+    // A 2xx to CONNECT opens the tunnel, as a 101 does an upgrade.
+    const connectTunnel = status >= 200 && status < 300 && (this.tcpTunnel || cb.upgradeType === 'connect');
     if (status === 101 && upgrade) {
       // Switching protocols keeps its Connection/Upgrade headers; the tunnel has no route timeout.
       this.clearGlobalTimer();
@@ -533,8 +580,14 @@ class RouterFilter implements HttpFilter {
       stripHopByHop(resHeaders);
       resHeaders.connection = 'upgrade';
       if (u !== undefined) resHeaders.upgrade = u;
+    } else if (connectTunnel) {
+      this.clearGlobalTimer();
+      this.clearAttemptTimers(a);
+      stripHopByHop(resHeaders);
     } else stripHopByHop(resHeaders);
-    if (!this.config.suppressEnvoyHeaders) resHeaders['x-envoy-upstream-service-time'] = String(elapsedMs);
+    // The request of a tunnel is not complete, so Envoy sends no upstream service time with it.
+    if (!this.config.suppressEnvoyHeaders && !connectTunnel)
+      resHeaders['x-envoy-upstream-service-time'] = String(elapsedMs);
     if (this.vhost?.includeAttemptCountInResponse)
       resHeaders['x-envoy-attempt-count'] = String(this.attempts);
     const weighted = this.weighted;
@@ -543,7 +596,12 @@ class RouterFilter implements HttpFilter {
     if (this.setCookie) appendHeader(resHeaders, 'set-cookie', this.setCookie);
     cb.streamInfo.responseCodeDetails = 'via_upstream';
     if (end) this.onAttemptComplete(a);
+    // A proxied CONNECT's payload goes up once the tunnel is open; refused, it is dropped.
+    const held = this.bodyAfterConnect;
+    this.bodyAfterConnect = undefined;
+    if (held && !connectTunnel) cb.requestBody.discard();
     cb.encodeHeaders(status, resHeaders, end);
+    if (held && connectTunnel && !end) held();
   }
 
   /** The upstream response is complete: the request is done. */
@@ -767,6 +825,10 @@ class RouterFilter implements HttpFilter {
   }
 
   onDestroy(): void {
+    if (this.upgradeActive) {
+      this.upgradeActive = false;
+      this.cb.hcmStats.downstream_cx_upgrades_active.dec();
+    }
     if (!this.done) {
       const a = this.attempt;
       this.finish();

@@ -53,6 +53,8 @@ class Http1UpstreamStream implements UpstreamRequest {
   tunnel = false;
   /** The request asked to upgrade; only then may a 101 open a tunnel. */
   upgradeRequested = false;
+  /** A CONNECT: a 2xx opens the tunnel. */
+  connectRequested = false;
   /** Request bytes reached a connected socket (reset-before-request retries only before this). */
   started = false;
   private settled = false;
@@ -188,6 +190,7 @@ export class Http1ClientConnection {
     const stream = new Http1UpstreamStream(this, cb);
     stream.started = true;
     stream.upgradeRequested = opts.upgrade === true;
+    stream.connectRequested = stream.upgradeRequested && headers[':method'] === 'CONNECT';
     this.stream = stream;
     this.requests++;
     this.head = undefined;
@@ -196,7 +199,9 @@ export class Http1ClientConnection {
     this.idleTimer.disarm();
     // Host first, as clients write it; the framing and connection headers Herald decides last.
     const authority = headers[':authority'] ?? headers.host;
-    let head = `${headers[':method']} ${headers[':path']} HTTP/1.1\r\n`;
+    // CONNECT's target is its authority (authority-form).
+    const target = stream.connectRequested ? headers[':authority'] : headers[':path'];
+    let head = `${headers[':method']} ${target} HTTP/1.1\r\n`;
     if (authority !== undefined) head += `host: ${authority}\r\n`;
     head = appendHeaderLines(head, headers, 'host');
     if (!opts.endStream && headers['content-length'] === undefined && !opts.upgrade) {
@@ -236,8 +241,8 @@ export class Http1ClientConnection {
           this.head = undefined;
           continue;
         }
-        if (h?.status === 101 && stream.tunnel) {
-          // Switched protocols: whatever follows the 101 belongs to the tunnel.
+        if (stream.tunnel) {
+          // Switched protocols (or CONNECT established): whatever follows belongs to the tunnel.
           if (rest?.length && !stream.aborted) stream.cb.onData(rest, false);
           break;
         }
@@ -262,6 +267,15 @@ export class Http1ClientConnection {
     this.head = h;
     const stream = this.stream;
     if (!stream || stream.aborted) return;
+    if (stream.connectRequested && h.status >= 200 && h.status < 300) {
+      // A 2xx to CONNECT has no body (RFC 9110 9.3.6): the tunnel starts right after the head.
+      this.parser.noBody = true;
+      stream.tunnel = true;
+      stream.responseStarted = true;
+      this.remoteClosed = true;
+      stream.cb.onHeaders(h.status, h.headers, false);
+      return;
+    }
     if (h.status === 101) {
       if (!stream.upgradeRequested)
         throw new ParseError(502, 'http1.codec_error', 'unexpected 101 Switching Protocols');
@@ -291,6 +305,7 @@ export class Http1ClientConnection {
   private onComplete(trailers: Headers | undefined): void {
     const h = this.head;
     if (h && h.status >= 100 && h.status < 200) return; // informational, or a 101 tunnel
+    if (this.stream?.tunnel) return; // a CONNECT tunnel: its bytes are not a body
     this.completed = { trailers };
   }
 

@@ -228,12 +228,27 @@ export class Http2ConnPool {
     cb: UpstreamCallbacks,
   ): UpstreamRequest {
     const session = entry.session;
-    const out = toHttp2Headers(headers, {
-      ':method': headers[':method'] as string,
-      ':path': headers[':path'] as string,
-      ':authority': headers[':authority'] as string,
-      ':scheme': this.tls ? 'https' : 'http',
-    });
+    const method = headers[':method'] as string;
+    // An HTTP/1 upgrade (WebSocket) goes up as an extended CONNECT (RFC 8441) naming it in
+    // :protocol, whatever its method, as Envoy's transformUpgradeRequestFromH1toH2 does.
+    const upgrade =
+      opts.upgrade && method !== 'CONNECT' ? (headers.upgrade as string | undefined) : undefined;
+    // A CONNECT carries only :method and :authority (RFC 9113 8.5).
+    const pseudo: http2.OutgoingHttpHeaders =
+      method === 'CONNECT'
+        ? { ':method': method, ':authority': headers[':authority'] as string }
+        : {
+            ':method': method,
+            ':path': headers[':path'] as string,
+            ':authority': headers[':authority'] as string,
+            ':scheme': this.tls ? 'https' : 'http',
+          };
+    if (upgrade !== undefined) {
+      pseudo[':method'] = 'CONNECT';
+      pseudo[':protocol'] = upgrade;
+    }
+    const out = toHttp2Headers(headers, pseudo);
+    if (upgrade !== undefined && out['content-length'] === '0') delete out['content-length'];
     let stream: http2.ClientHttp2Stream;
     try {
       stream = session.request(out, { endStream: opts.endStream, waitForTrailers: !opts.endStream });
@@ -268,9 +283,15 @@ export class Http2ConnPool {
     let done = false;
     stream.on('response', (h, flags) => {
       gotHeaders = true;
-      const status = Number(h[':status'] ?? 502);
+      let status = Number(h[':status'] ?? 502);
       const rh: Headers = {};
       for (const k of Object.keys(h)) if (k.charCodeAt(0) !== 58) rh[k] = h[k] as string;
+      if (upgrade !== undefined && status === 200) {
+        // The extended CONNECT was accepted: to the router it is the 101 of the upgrade it asked for.
+        status = 101;
+        rh.upgrade = upgrade;
+        rh.connection = 'upgrade';
+      }
       // END_STREAM on the HEADERS frame: a headers-only (e.g. gRPC trailers-only) response.
       const endStream = (flags & 1) !== 0;
       if (endStream) done = true;

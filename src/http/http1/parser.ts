@@ -306,6 +306,7 @@ export class Http1Parser {
 
     const te = h['transfer-encoding'];
     const cl = h['content-length'];
+    if (this.kind === 'request' && head.method === 'CONNECT') this.checkConnect(head, te, cl);
     if (te !== undefined) {
       const codings = (Array.isArray(te) ? te.join(',') : te).toLowerCase();
       const list = codings.split(',').map((c) => c.trim());
@@ -353,6 +354,23 @@ export class Http1Parser {
     else this.complete(undefined);
   }
 
+  /**
+   * CONNECT (RFC 9110 9.3.6) as Envoy's codec takes it: an authority-form target, no body framing
+   * (a body has no defined meaning: content-length other than 0 is 400, transfer-encoding 501),
+   * and whatever follows the head is the tunnel's, as after an Upgrade.
+   */
+  private checkConnect(head: MessageHead, te: Headers[string], cl: Headers[string]): void {
+    if (!AUTHORITY_FORM.test(head.path))
+      throw new ParseError(400, 'http1.invalid_url', 'CONNECT target is not host:port');
+    if (te !== undefined)
+      throw new ParseError(501, 'http1.invalid_transfer_encoding', 'transfer-encoding in a CONNECT request');
+    if (cl !== undefined) {
+      if (cl !== '0') throw new ParseError(400, 'http1.body_disallowed', 'CONNECT request with a body');
+      delete head.headers['content-length'];
+    }
+    head.upgrade = true;
+  }
+
   private startLength(n: number): void {
     if (n === 0) {
       this.complete(undefined);
@@ -371,3 +389,5 @@ export class Http1Parser {
 const CRLF_BUF = Buffer.from('\r\n');
 const CRLF2_BUF = Buffer.from('\r\n\r\n');
 const LF2_BUF = Buffer.from('\n\n');
+/** A CONNECT target: host:port, the host a name, an IPv4 address or a bracketed IPv6 address. */
+const AUTHORITY_FORM = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:/?#@[\]]+):\d{1,5}$/;

@@ -52,6 +52,8 @@ class Http1ServerStream implements ServerStream, ResponseSink {
   private closeAfter: boolean;
   /** The request asked to upgrade (WebSocket): after a 101, the connection is a byte tunnel. */
   readonly upgradeRequest: boolean;
+  /** A CONNECT request: after a 2xx, the connection is a byte tunnel. */
+  private readonly connect: boolean;
   private raw = false;
 
   constructor(
@@ -66,8 +68,11 @@ class Http1ServerStream implements ServerStream, ResponseSink {
     h[':method'] = head.method;
     h[':scheme'] = scheme;
     if (host !== undefined) h[':authority'] = Array.isArray(host) ? host[0]! : host;
-    const abs = ABSOLUTE_FORM.exec(head.path);
-    if (abs) {
+    this.connect = head.method === 'CONNECT';
+    const abs = this.connect ? null : ABSOLUTE_FORM.exec(head.path);
+    // CONNECT has no path: its authority-form target is the :authority (Envoy ignores Host).
+    if (this.connect) h[':authority'] = head.path;
+    else if (abs) {
       // Absolute-form target (a client using Herald as its HTTP proxy): as Envoy's codec does,
       // the URL's host becomes :authority and its path :path.
       h[':authority'] = abs[2]!;
@@ -75,7 +80,7 @@ class Http1ServerStream implements ServerStream, ResponseSink {
     } else h[':path'] = head.path;
     this.headers = h;
     this.closeAfter = head.close;
-    this.upgradeRequest = head.upgrade && head.minor === 1;
+    this.upgradeRequest = head.upgrade && (head.minor === 1 || this.connect);
     this.body = new BodySource(
       () => conn.pauseReading(),
       () => conn.resumeReading(),
@@ -96,6 +101,17 @@ class Http1ServerStream implements ServerStream, ResponseSink {
       this.closeAfter = true;
       headers.date = httpDate();
       this.conn.socket.write(serializeHead('HTTP/1.1 101 Switching Protocols\r\n', headers));
+      if (endStream) this.finish();
+      return;
+    }
+    if (this.connect && status >= 200 && status < 300) {
+      // CONNECT established: no body framing (RFC 9110 9.3.6), raw bytes both ways from here on.
+      this.raw = true;
+      this.closeAfter = true;
+      delete headers['content-length'];
+      delete headers['transfer-encoding'];
+      if (headers.date === undefined) headers.date = httpDate();
+      this.conn.socket.write(serializeHead(`HTTP/1.1 ${status} ${reason(status)}\r\n`, headers));
       if (endStream) this.finish();
       return;
     }

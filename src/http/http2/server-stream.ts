@@ -72,6 +72,12 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
 
   writeHeaders(status: number, headers: Headers, endStream: boolean): void {
     if (this.stream.headersSent || this.stream.destroyed) return;
+    if (status === 101) {
+      // An HTTP/1 upgrade accepted for an extended CONNECT (RFC 8441): HTTP/2 says 200 (Envoy's
+      // transformUpgradeResponseFromH1toH2); Upgrade/Connection are dropped as connection-specific.
+      status = 200;
+      if (headers['content-length'] === '0') delete headers['content-length'];
+    }
     const out = toHttp2Headers(headers, { ':status': status });
     if (out.date === undefined) out.date = httpDate();
     try {
