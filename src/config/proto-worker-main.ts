@@ -1,5 +1,4 @@
-// Worker-thread entry for runProtoTask (see proto-worker.ts).
-import { parentPort, workerData } from 'node:worker_threads';
+// Child-process entry for runProtoTask (see proto-worker.ts): one task, one answer, exit.
 import { BOOTSTRAP_TYPE, loadBootstrap } from './bootstrap-loader.js';
 import { envoyProtos } from './envoy-protos.js';
 import { ConfigError, ConfigErrors } from './errors.js';
@@ -19,4 +18,7 @@ function run(t: ProtoTask): ProtoTaskResult {
   }
 }
 
-parentPort!.postMessage(run(workerData as ProtoTask));
+process.once('message', (t: ProtoTask) => {
+  // Exits once the answer is sent (or the parent goes away).
+  process.send!(run(t), () => process.disconnect());
+});
