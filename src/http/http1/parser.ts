@@ -65,6 +65,17 @@ enum State {
 const CRLF = 0x0a0d; // "\r\n" read as little-endian uint16
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: .*)?$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** TOKEN's characters as a table (1 = allowed), for names checked in a loop. */
+const TOKEN_CHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+  TOKEN_CHAR[c.charCodeAt(0)] = 1;
+const DIGITS = /^\d{1,15}$/;
+/**
+ * What the fast header path cannot take: control characters other than tab, CR, LF; a CR not
+ * before an LF; an LF not after a CR; a line starting with whitespace (obsolete folding).
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const SUSPICIOUS_BLOCK = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n|\n[ \t]/;
 // Control characters other than tab are not allowed in field values (RFC 9110 5.5).
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
@@ -239,6 +250,50 @@ export class Http1Parser {
     this.cb.onComplete(trailers);
   }
 
+  /** Header lines already known to hold no control characters, bare CR/LF or folding. */
+  private addCleanHeaders(h: Headers, block: string, pos: number): void {
+    const max = this.limits.maxHeaderCount;
+    let count = 0;
+    const len = block.length;
+    while (pos < len) {
+      let eol = block.indexOf('\r\n', pos);
+      if (eol < 0) eol = len;
+      if (++count > max) throw new ParseError(431, 'http1.too_many_headers', 'too many headers');
+      const colon = block.indexOf(':', pos);
+      if (colon <= pos || colon > eol)
+        throw new ParseError(400, 'http1.codec_error', 'malformed header line');
+      for (let i = pos; i < colon; i++) {
+        const c = block.charCodeAt(i);
+        if (c > 127 || TOKEN_CHAR[c] === 0)
+          throw new ParseError(400, 'http1.invalid_characters', 'invalid header name');
+      }
+      // Optional whitespace around the value (RFC 9110 5.6.3).
+      let vs = colon + 1;
+      while (vs < eol && (block.charCodeAt(vs) === 32 || block.charCodeAt(vs) === 9)) vs++;
+      let ve = eol;
+      while (ve > vs && (block.charCodeAt(ve - 1) === 32 || block.charCodeAt(ve - 1) === 9)) ve--;
+      const key = block.slice(pos, colon).toLowerCase();
+      const value = block.slice(vs, ve);
+      const prev = h[key];
+      if (prev === undefined) h[key] = value;
+      else if (Array.isArray(prev)) prev.push(value);
+      else h[key] = [prev, value];
+      pos = eol + 2;
+    }
+  }
+
+  /** The careful path: line by line, each checked and the first problem named. */
+  private addHeaderLines(h: Headers, rest: string): void {
+    const lines = rest.split('\r\n');
+    if (lines.length > this.limits.maxHeaderCount)
+      throw new ParseError(431, 'http1.too_many_headers', 'too many headers');
+    for (const line of lines) {
+      if (line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9)
+        throw new ParseError(400, 'http1.codec_error', 'obsolete line folding');
+      this.addHeader(h, line);
+    }
+  }
+
   private addHeader(h: Headers, line: string): number {
     const colon = line.indexOf(':');
     if (colon <= 0) throw new ParseError(400, 'http1.codec_error', 'malformed header line');
@@ -255,8 +310,8 @@ export class Http1Parser {
   }
 
   private parseHead(block: string): void {
-    const lines = block.split('\r\n');
-    const first = lines[0]!;
+    const firstEnd = block.indexOf('\r\n');
+    const first = firstEnd < 0 ? block : block.slice(0, firstEnd);
     const head: MessageHead = {
       method: '',
       path: '',
@@ -289,14 +344,12 @@ export class Http1Parser {
       head.minor = m[1] === '0' ? 0 : 1;
       head.status = Number(m[2]);
     }
-    if (lines.length - 1 > this.limits.maxHeaderCount)
-      throw new ParseError(431, 'http1.too_many_headers', 'too many headers');
     const h = head.headers;
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      if (line.charCodeAt(0) === 32 || line.charCodeAt(0) === 9)
-        throw new ParseError(400, 'http1.codec_error', 'obsolete line folding');
-      this.addHeader(h, line);
+    if (firstEnd >= 0) {
+      // Well-formed blocks (no control characters but tab, no bare CR or LF, no folding) take the
+      // fast path; anything else goes line by line, which names the error.
+      if (SUSPICIOUS_BLOCK.test(block)) this.addHeaderLines(h, block.slice(firstEnd + 2));
+      else this.addCleanHeaders(h, block, firstEnd + 2);
     }
 
     const conn = h.connection;
@@ -327,11 +380,15 @@ export class Http1Parser {
           throw new ParseError(501, 'http1.invalid_transfer_encoding', 'unsupported transfer-encoding');
       } else head.chunked = true;
     } else if (cl !== undefined) {
-      const values = (Array.isArray(cl) ? cl.join(',') : cl).split(',').map((v) => v.trim());
-      const first = values[0]!;
-      if (!/^\d{1,15}$/.test(first) || values.some((v) => v !== first))
-        throw new ParseError(400, 'http1.content_length_not_allowed', 'invalid content-length');
-      head.contentLength = Number(first);
+      if (typeof cl === 'string' && DIGITS.test(cl)) head.contentLength = Number(cl);
+      else {
+        // Repeated values (in one header or several) are accepted only when all are equal.
+        const values = (Array.isArray(cl) ? cl.join(',') : cl).split(',').map((v) => v.trim());
+        const first = values[0]!;
+        if (!DIGITS.test(first) || values.some((v) => v !== first))
+          throw new ParseError(400, 'http1.content_length_not_allowed', 'invalid content-length');
+        head.contentLength = Number(first);
+      }
     }
 
     this.head = head;
