@@ -11,7 +11,13 @@ import { logger } from '../common/logger.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import { DeadlineTimer, timerMs } from '../common/timers.js';
 import { Http1Parser, type MessageHead, ParseError } from '../http/http1/parser.js';
-import { appendHeaderLines, LAST_CHUNK, serializeHead, writeChunk } from '../http/http1/serializer.js';
+import {
+  appendHeaderLines,
+  inUpstreamRead,
+  LAST_CHUNK,
+  serializeHead,
+  writeChunk,
+} from '../http/http1/serializer.js';
 import { nextConnectionId } from '../network/connection-id.js';
 import type { ClusterStats } from './cluster.js';
 import { DeferredRequest } from './deferred-request.js';
@@ -169,7 +175,7 @@ export class Http1ClientConnection {
       });
     }
     const s = this.socket;
-    s.on('data', (c: Buffer) => this.onData(c));
+    s.on('data', (c: Buffer) => inUpstreamRead(this.onData, this, c));
     s.once('end', () => this.onRemoteEnd());
     s.once('close', () => this.onSocketClose());
     s.on('error', (e: NodeJS.ErrnoException) => {

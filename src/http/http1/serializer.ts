@@ -40,3 +40,38 @@ export function httpDate(): string {
   }
   return cachedDate;
 }
+
+// Response heads are corked so a head and the body that follows in the same tick leave in one
+// writev. While an upstream read is being handled (the usual source of both), the uncork happens
+// when that read is done; otherwise on the next tick. This saves a process.nextTick per response.
+let readDepth = 0;
+let corked: net.Socket[] = [];
+let tickScheduled = false;
+
+function flushCorked(): void {
+  tickScheduled = false;
+  const list = corked;
+  if (list.length === 0) return;
+  corked = [];
+  for (const s of list) s.uncork();
+}
+
+/** Corks `s` until the current upstream read (or, outside one, the current tick) is done. */
+export function corkForResponse(s: net.Socket): void {
+  s.cork();
+  corked.push(s);
+  if (readDepth === 0 && !tickScheduled) {
+    tickScheduled = true;
+    process.nextTick(flushCorked);
+  }
+}
+
+/** Runs `fn(arg)` as one upstream read: responses it corks are flushed when it returns. */
+export function inUpstreamRead<T>(fn: (arg: T) => void, self: unknown, arg: T): void {
+  readDepth++;
+  try {
+    fn.call(self, arg);
+  } finally {
+    if (--readDepth === 0 && corked.length > 0) flushCorked();
+  }
+}

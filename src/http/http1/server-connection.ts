@@ -8,7 +8,7 @@ import type { Headers } from '../../common/substitution-formatter.js';
 import { DeadlineTimer, timerMs } from '../../common/timers.js';
 import { BodySource, type ResponseSink, type ServerStream } from '../codec.js';
 import { Http1Parser, type MessageHead, ParseError } from './parser.js';
-import { httpDate, LAST_CHUNK, serializeHead, writeChunk } from './serializer.js';
+import { corkForResponse, httpDate, LAST_CHUNK, serializeHead, writeChunk } from './serializer.js';
 
 const log = logger('http');
 
@@ -141,9 +141,8 @@ class Http1ServerStream implements ServerStream, ResponseSink {
       s.write(head);
       this.finish();
     } else {
-      s.cork();
+      corkForResponse(s);
       s.write(head);
-      process.nextTick(uncork, s);
     }
   }
 
@@ -218,10 +217,6 @@ class Http1ServerStream implements ServerStream, ResponseSink {
   sendContinue(): void {
     this.conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
   }
-}
-
-function uncork(s: net.Socket): void {
-  s.uncork();
 }
 
 export class Http1ServerConnection {
