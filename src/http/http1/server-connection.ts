@@ -460,7 +460,9 @@ export class Http1ServerConnection {
     this.peerEnded = true;
     const outcome = this.parser.finish();
     if (!this.active) {
-      this.socket.end();
+      // Usually already ended by a `connection: close` response; a second end() costs Node an
+      // error object with a stack trace.
+      if (!this.socket.writableEnded) this.socket.end();
       return;
     }
     // A request cut short: HTTP/1 has no half-close, so the stream is reset (Envoy's behaviour)
@@ -487,7 +489,7 @@ export class Http1ServerConnection {
   /** Stop keep-alive: the next response carries connection: close; idle connections close now. */
   drain(closeIdle = true): void {
     this.draining = true;
-    if (closeIdle && !this.active) this.socket.end();
+    if (closeIdle && !this.active && !this.socket.writableEnded) this.socket.end();
   }
 }
 
