@@ -4,7 +4,7 @@
 
 import { Level, logger } from '../common/logger.js';
 import type { FormatContext, Headers } from '../common/substitution-formatter.js';
-import { timerMs } from '../common/timers.js';
+import { StreamTimer, timerMs } from '../common/timers.js';
 import type { Route, RouteTable, VirtualHost } from '../router/route-config.js';
 import type { BodySource, ServerStream } from './codec.js';
 import type { HttpConnectionManagerStats } from './conn-manager.js';
@@ -92,7 +92,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
   private resetCallbacks: Array<() => void> = [];
   private responseHeaders: Headers | undefined;
   private responseTrailers: Headers | undefined;
-  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly idleTimer = new StreamTimer(() => this.onIdleTimeout());
   /** Set by the connection manager for upgrade requests (WebSocket). */
   upgradeType: string | undefined;
   private requestTimer: NodeJS.Timeout | undefined;
@@ -134,18 +134,18 @@ export class ActiveStream implements DecoderFilterCallbacks {
   }
 
   onBodyActivity(): void {
-    this.idleTimer?.refresh();
+    this.idleTimer.refresh();
   }
 
   onBodyEnd(): void {
     clearTimeout(this.requestTimer);
-    this.idleTimer?.refresh();
+    this.idleTimer.refresh();
     this.streamInfo.lastRequestByteMs = this.streamInfo.elapsedMs();
   }
 
   /** The codec's stream ended: `complete` false when the client went away first. */
   onStreamClose(complete: boolean): void {
-    clearTimeout(this.idleTimer);
+    this.idleTimer.disarm();
     clearTimeout(this.requestTimer);
     clearTimeout(this.durationTimer);
     if (!complete && !this.done) {
@@ -167,9 +167,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
 
   /** Envoy's stream idle timeout (a route's idle_timeout overrides the HCM's); 0 disables it. */
   setStreamIdleTimeout(ms: number): void {
-    clearTimeout(this.idleTimer);
-    // Unref'd: the connection's socket is what keeps the process alive, not its timers.
-    this.idleTimer = ms > 0 ? setTimeout(() => this.onIdleTimeout(), timerMs(ms)).unref() : undefined;
+    this.idleTimer.arm(ms);
   }
 
   private onIdleTimeout(): void {
@@ -325,7 +323,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
     this.headersSent = true;
     this.streamInfo.firstResponseByteMs = this.streamInfo.elapsedMs();
     this.responseHeaders = p.headers;
-    this.idleTimer?.refresh();
+    this.idleTimer.refresh();
     this.streamInfo.responseCode = p.status;
     const cfg = this.config;
     const headers = p.headers;
@@ -361,7 +359,7 @@ export class ActiveStream implements DecoderFilterCallbacks {
 
   encodeData(chunk: Buffer, endStream: boolean): boolean {
     this.streamInfo.bytesSent += chunk.length;
-    this.idleTimer?.refresh();
+    this.idleTimer.refresh();
     return this.stream.response.writeData(chunk, endStream);
   }
 

@@ -4,7 +4,7 @@
 // Envoy's local replies and response flags.
 
 import type { Headers } from '../common/substitution-formatter.js';
-import { timerMs } from '../common/timers.js';
+import { StreamTimer, timerMs } from '../common/timers.js';
 import type { ExtensionFactory } from '../extensions/registry.js';
 import { stripHopByHop } from '../http/active-stream.js';
 import type { BodySource } from '../http/codec.js';
@@ -105,7 +105,7 @@ class RouterFilter implements HttpFilter {
   private requestComplete = false;
   private timeoutMs = 0;
   private perTryTimeoutMs = 0;
-  private globalTimer: NodeJS.Timeout | undefined;
+  private readonly globalTimer = new StreamTimer(() => this.onGlobalTimeout());
   private lastTransportFailure = '';
   private upstreamRequestStarted = false;
   /** Response headers went to the client: no retry and no local reply any more. */
@@ -514,8 +514,7 @@ class RouterFilter implements HttpFilter {
   /** The whole request has been received: the route timeout starts (Envoy's rule). */
   private onRequestComplete(): void {
     this.requestComplete = true;
-    if (this.timeoutMs > 0 && !this.done)
-      this.globalTimer = setTimeout(() => this.onGlobalTimeout(), timerMs(this.timeoutMs));
+    if (this.timeoutMs > 0 && !this.done) this.globalTimer.arm(this.timeoutMs);
     if (this.attempt) this.armPerTryTimers(this.attempt);
   }
 
@@ -810,8 +809,7 @@ class RouterFilter implements HttpFilter {
   }
 
   private clearGlobalTimer(): void {
-    clearTimeout(this.globalTimer);
-    this.globalTimer = undefined;
+    this.globalTimer.disarm();
   }
 
   /** The request is over (answered, failed or abandoned). */
