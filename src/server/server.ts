@@ -81,7 +81,6 @@ export class Server {
 
   /** Loads and validates the bootstrap on a worker thread (keeping proto memory out of this process), then compiles it. */
   static async create(options: ServerOptions): Promise<Server> {
-    await initHashing();
     const canonical = await loadBootstrapIsolated({
       path: options.configPath,
       configYaml: options.configYaml,
