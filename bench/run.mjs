@@ -7,6 +7,14 @@
 // rounds; each figure is the median of the rounds.
 //
 //   node bench/run.mjs [--duration 10] [--rounds 3] [--only herald,nginx] [--scenarios h1,h1close,h2,tcp]
+//                      [--idle-wait 10]
+//
+// Idle RSS is sampled twice before any load, the same way for every candidate:
+// 0.3 s after the port opens, and after --idle-wait seconds. The second is the
+// "idle RSS" reported: V8 gives back the heap it grew while starting (young
+// generation, free pages) only once its memory reducer finds the process idle,
+// ~8 s after start, so an early sample says more about when it was taken than
+// about what an idle proxy keeps.
 //
 // Needs: nginx, wrk, h2load (nghttp2-client), taskset. Prints a Markdown table.
 import { execFileSync, spawn } from 'node:child_process';
@@ -26,11 +34,13 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     scenarios: { type: 'string', default: 'h1,h1close,h2,tcp' },
     connections: { type: 'string', default: '64' },
+    'idle-wait': { type: 'string', default: '10' },
   },
 });
 const DURATION = Number(args.duration);
 const ROUNDS = Number(args.rounds);
 const CONNS = Number(args.connections);
+const IDLE_WAIT_MS = Number(args['idle-wait']) * 1000;
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-bench-'));
 const BODY = 'x'.repeat(100);
 
@@ -246,8 +256,11 @@ async function main() {
         const h2Port = name === 'nginx' ? await freePort() : port;
         const child = await CANDIDATES[name](port, upPort, scenario, h2Port);
         await waitPort(port);
+        const pid = () => (name === 'nginx' ? nginxWorkerPid(child.pid) : child.pid);
         await new Promise((r) => setTimeout(r, 300));
-        const idle = rssKb(name === 'nginx' ? nginxWorkerPid(child.pid) : child.pid);
+        const early = rssKb(pid());
+        await new Promise((r) => setTimeout(r, Math.max(0, IDLE_WAIT_MS - 300)));
+        const idle = rssKb(pid());
         let r;
         try {
           load(scenario, port, h2Port); // warm-up, discarded (JIT, pools)
@@ -255,14 +268,14 @@ async function main() {
         } catch (e) {
           r = { rps: 0, p50: 0, p99: 0, errors: -1, sockErr: String(e.message).slice(0, 200) };
         }
-        const peak = rssKb(name === 'nginx' ? nginxWorkerPid(child.pid) : child.pid);
+        const peak = rssKb(pid());
         // SIGTERM: nginx's master stops its workers too (SIGKILL would orphan them).
         child.kill('SIGTERM');
         await new Promise((res) => (child.exitCode !== null ? res() : child.once('exit', res)));
         const key = `${scenario}|${name}`;
-        (results[key] ??= []).push({ ...r, idle, peak });
+        (results[key] ??= []).push({ ...r, early, idle, peak });
         process.stderr.write(
-          `round ${round + 1} ${scenario} ${name}: ${r.rps.toFixed(0)} req/s p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms errors ${r.errors} ${r.sockErr} rss ${idle}/${peak} KB\n`,
+          `round ${round + 1} ${scenario} ${name}: ${r.rps.toFixed(0)} req/s p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms errors ${r.errors} ${r.sockErr} rss ${early}/${idle}/${peak} KB (0.3 s/idle/loaded)\n`,
         );
       }
     }
@@ -270,14 +283,14 @@ async function main() {
   upstream.kill('SIGTERM');
   await new Promise((res) => (upstream.exitCode !== null ? res() : upstream.once('exit', res)));
   const lines = [
-    '| scenario | proxy | req/s | p50 ms | p99 ms | idle RSS MB | loaded RSS MB | errors |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| scenario | proxy | req/s | p50 ms | p99 ms | idle RSS MB | loaded RSS MB | errors | RSS at 0.3 s MB |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const [key, runs] of Object.entries(results)) {
     const [scenario, name] = key.split('|');
     const m = (k) => median(runs.map((x) => x[k]));
     lines.push(
-      `| ${scenario} | ${name} | ${m('rps').toFixed(0)} | ${m('p50').toFixed(2)} | ${m('p99').toFixed(2)} | ${(m('idle') / 1024).toFixed(1)} | ${(m('peak') / 1024).toFixed(1)} | ${runs.reduce((a, x) => a + x.errors, 0)} |`,
+      `| ${scenario} | ${name} | ${m('rps').toFixed(0)} | ${m('p50').toFixed(2)} | ${m('p99').toFixed(2)} | ${(m('idle') / 1024).toFixed(1)} | ${(m('peak') / 1024).toFixed(1)} | ${runs.reduce((a, x) => a + x.errors, 0)} | ${(m('early') / 1024).toFixed(1)} |`,
     );
   }
   console.log(lines.join('\n'));

@@ -1,7 +1,8 @@
 // Certificates Herald has loaded, as Envoy's /certs shows them (admin.v3.Certificates),
 // and the days until the first of them expires (server.days_until_first_cert_expiring).
 // Only parsed details leave this module, never the certificate bytes.
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
+import { cryptoModule } from '../common/lazy-modules.js';
 import type { LoadedCertificate } from '../common/tls-params.js';
 
 /** One TLS context: a filter chain's DownstreamTlsContext or a cluster's UpstreamTlsContext. */
@@ -40,7 +41,7 @@ function firstCertificate(c: LoadedCertificate): X509Certificate | undefined {
   let x = parsed.get(c);
   if (x === undefined) {
     try {
-      x = new X509Certificate(c.pem);
+      x = new (cryptoModule().X509Certificate)(c.pem);
     } catch {
       x = null;
     }

@@ -2,7 +2,6 @@
 import { reopenAccessLogs } from '../accesslog/access-log.js';
 import { applyComponentLevels, logger, parseLevel, setAllLevels } from '../common/logger.js';
 import { ConfigError, ConfigErrors } from '../config/errors.js';
-import { demoConfigYaml, startDemoUpstreams } from '../demo/demo.js';
 import { Server } from '../server/server.js';
 import { VERSION } from '../server/version.js';
 import { type CliOptions, parseCli, USAGE, UsageError } from './args.js';
@@ -67,6 +66,8 @@ export async function main(argv: string[]): Promise<void> {
   let configYaml = opts.configYaml;
   let closeDemo: (() => Promise<void>) | undefined;
   if (opts.configPath === undefined && configYaml === undefined) {
+    // Loaded only here: the demo's upstreams bring node:http, which serving a config never needs.
+    const { demoConfigYaml, startDemoUpstreams } = await import('../demo/demo.js');
     const up = await startDemoUpstreams();
     closeDemo = up.close;
     configYaml = demoConfigYaml({ listenerPort: 10000, adminPort: 9901 }, up.ports);

@@ -1,12 +1,13 @@
 // xxHash64, the hash Envoy uses for hash policies, ring hash and Maglev, from
-// the xxhash-wasm package. Its WebAssembly module is compiled once at start-up
-// (initHashing) so hashing on the data path is synchronous.
-import xxhash from 'xxhash-wasm';
-
-type Hasher = Awaited<ReturnType<typeof xxhash>>;
+// the xxhash-wasm package. Its WebAssembly module is compiled once, before a
+// config that hashes is applied (initHashing), so hashing on the data path is
+// synchronous; most configs never hash, and never load the package.
+type Hasher = Awaited<ReturnType<typeof import('xxhash-wasm').default>>;
 let hasher: Hasher | undefined;
 
 export async function initHashing(): Promise<void> {
+  if (hasher) return;
+  const { default: xxhash } = await import('xxhash-wasm');
   hasher ??= await xxhash();
 }
 

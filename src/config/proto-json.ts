@@ -13,8 +13,11 @@
 // configs can be merged and re-validated, and it is plain data that can be
 // sent to worker processes.
 import type protobuf from 'protobufjs';
+import { parseDurationString } from './duration.js';
 import type { EnvoyProtos } from './envoy-protos.js';
 import { ConfigError } from './errors.js';
+
+export { parseDurationString };
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 export type JsonObject = { [k: string]: Json };
@@ -98,16 +101,6 @@ function describe(v: unknown): string {
   if (typeof v === 'object') return 'an object';
   if (typeof v === 'string') return `string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
   return `${typeof v} ${String(v)}`;
-}
-
-/** Parses a proto3 JSON Duration ("1.5s", "-0.001s") into [seconds, nanos]. */
-export function parseDurationString(s: string): [number, number] | undefined {
-  const m = /^(-)?(\d+)(?:\.(\d{1,9}))?s$/.exec(s);
-  if (!m) return undefined;
-  const sign = m[1] ? -1 : 1;
-  const seconds = Number(m[2]);
-  const nanos = m[3] ? Number(m[3].padEnd(9, '0')) : 0;
-  return [sign * seconds, sign * nanos];
 }
 
 export function formatDuration(seconds: number, nanos: number): string {

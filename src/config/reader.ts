@@ -3,8 +3,9 @@
 // when compilation ends, any field that was set but never read is an error:
 // a config Herald accepts is one it honours. Fields that are safe to ignore
 // are listed by name (`ignore(...)`) and documented in docs/compatibility.md.
+import { parseDurationString } from './duration.js';
 import { ConfigError } from './errors.js';
-import { type Json, type JsonObject, parseDurationString } from './proto-json.js';
+import type { Json, JsonObject } from './proto-json.js';
 
 export class ReadContext {
   private readonly readers: Reader[] = [];

@@ -5,7 +5,6 @@
 // HTTP/1 is Herald's own codec (src/http/http1/); HTTP/2 is Node's http2
 // server, fed sockets directly (it never listens itself).
 
-import { randomUUID } from 'node:crypto';
 import type http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import net from 'node:net';
@@ -13,6 +12,7 @@ import os from 'node:os';
 import type { Duplex } from 'node:stream';
 import { http2Module } from '../common/lazy-modules.js';
 import { Level, logger } from '../common/logger.js';
+import { randomUUID } from '../common/random.js';
 import type { FormatContext, Headers } from '../common/substitution-formatter.js';
 import { timerMs } from '../common/timers.js';
 import {

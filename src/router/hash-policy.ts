@@ -2,8 +2,8 @@
 // balancers (RING_HASH, MAGLEV), combined as Envoy does: for each policy that
 // yields a value, hash = rotl64(hash, 1) ^ xxHash64(value); a terminal policy
 // that yields a value ends the walk.
-import { randomBytes } from 'node:crypto';
 import { compileRegexMatcher } from '../common/matchers.js';
+import { randomBytes } from '../common/random.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import { xxHash64 } from '../common/xxhash.js';
 import type { Reader } from '../config/reader.js';

@@ -1,6 +1,6 @@
 // Herald's server: clusters, listeners and admin, built from one bootstrap.
 
-import { AdminServer } from '../admin/admin-server.js';
+import type { AdminServer } from '../admin/admin-server.js';
 import { daysUntilFirstCertExpiring, type TlsContextCertificates } from '../admin/certs.js';
 import { allLoggers, logger } from '../common/logger.js';
 import { createSharedCounters } from '../common/shared-counters.js';
@@ -23,7 +23,7 @@ import { type BootstrapConfig, type CompileOptions, compileBootstrap } from './b
 import { ServerContext } from './server-context.js';
 import { VERSION } from './version.js';
 import type { WorkerListener } from './worker-protocol.js';
-import { WorkerManager } from './workers.js';
+import type { WorkerManager } from './workers.js';
 
 const log = logger('main');
 
@@ -81,7 +81,6 @@ export class Server {
 
   /** Loads and validates the bootstrap on a worker thread (keeping proto memory out of this process), then compiles it. */
   static async create(options: ServerOptions): Promise<Server> {
-    await initHashing();
     const canonical = await loadBootstrapIsolated({
       path: options.configPath,
       configYaml: options.configYaml,
@@ -125,6 +124,8 @@ export class Server {
     stats.gauge('server.live').set(0);
     this.state = 'INITIALIZING';
     if (this.config.admin && role !== 'worker') {
+      // Loaded only here: the admin server brings node:http, which the data path never uses.
+      const { AdminServer } = await import('../admin/admin-server.js');
       this.admin = new AdminServer(this, this.config.admin);
       await this.admin.listen();
     }
@@ -172,6 +173,8 @@ export class Server {
   /** Main process: binds the listeners, starts the workers, and shares host health with them. */
   private async startWorkers(sharedCounters: number): Promise<void> {
     const cm = this.clusterManager;
+    // Loaded only with --concurrency > 1: a single process forks no workers.
+    const { WorkerManager } = await import('./workers.js');
     const workers = new WorkerManager({
       concurrency: this.options.concurrency ?? 1,
       canonical: this.config.canonical,

@@ -3,11 +3,13 @@
 // validated an update) and by workers (for what the main process sends them).
 // Nothing here loads protobuf or gRPC code.
 
+import { hashingReady, initHashing } from '../common/xxhash.js';
 import { ConfigError, ConfigErrors } from '../config/errors.js';
 import type { JsonObject } from '../config/proto-json.js';
 import { ReadContext } from '../config/reader.js';
 import { makeFactoryContext } from '../extensions/compile.js';
 import { compileListener, type ListenerConfig } from '../listener/listener-config.js';
+import { hashPolicyCompiled } from '../router/hash-policy.js';
 import { compileRouteConfiguration, type RouteTable } from '../router/route-config.js';
 import type { Server } from '../server/server.js';
 import { compileSecret, type TlsSecret } from '../tls/secrets.js';
@@ -76,6 +78,11 @@ export async function applyResources(
   ports?: Record<string, number>,
 ): Promise<void> {
   const items = compiled ?? resources.map((r) => compileResource(server, typeUrl, r));
+  // xxHash (WebAssembly) is loaded on first need, as at start-up: a route that hashes or a
+  // cluster balancing by hash.
+  const hashLb = (c: Compiled) =>
+    c.kind === 'cluster' && (c.config.lbPolicy === 'RING_HASH' || c.config.lbPolicy === 'MAGLEV');
+  if (!hashingReady() && (hashPolicyCompiled() || items.some(hashLb))) await initHashing();
   let state = server.dynamicState.get(typeUrl);
   if (!state) server.dynamicState.set(typeUrl, (state = new Map()));
   for (const r of resources) state.set(r.name, r);

@@ -3,9 +3,9 @@
 // else fails the host at once unless the status is retriable. A failing answer carrying
 // `x-envoy-immediate-health-check-fail` also excludes the host; `x-envoy-degraded` on a
 // passing one marks it degraded.
-import http from 'node:http';
+import type http from 'node:http';
 import type http2 from 'node:http2';
-import { http2Module } from '../../common/lazy-modules.js';
+import { http2Module, httpModule } from '../../common/lazy-modules.js';
 import type { Headers } from '../../common/substitution-formatter.js';
 import { StreamInfo } from '../../http/stream-info.js';
 import { HealthFlag, type Host } from '../host.js';
@@ -85,7 +85,7 @@ class HttpSession extends ActiveHealthCheckSession {
     const reuse = this.checker.config.reuseConnection;
     if (!this.agent || !reuse) {
       this.agent?.destroy();
-      const agent = new http.Agent({ keepAlive: reuse, maxSockets: 1 });
+      const agent = new (httpModule().Agent)({ keepAlive: reuse, maxSockets: 1 });
       const host = this.host;
       agent.createConnection = () => connectToHost(host, tls).socket;
       this.agent = agent;
@@ -94,7 +94,7 @@ class HttpSession extends ActiveHealthCheckSession {
     const headers: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(h)) if (!k.startsWith(':') && v !== undefined) headers[k] = v;
     headers.host = h[':authority'] as string;
-    const req = http.request({
+    const req = httpModule().request({
       host: this.host.address,
       port: this.host.port,
       method: c.method,
