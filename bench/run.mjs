@@ -150,7 +150,7 @@ const CANDIDATES = {
       '-c',
       '0',
       process.execPath,
-      path.join(root, 'dist/src/cli/main.js'),
+      path.join(root, 'dist/bundle/main.js'),
       '-c',
       cfg,
       // One process, as these comparisons have always been run (bench/workers.mjs measures workers).

@@ -127,7 +127,7 @@ http { access_log off; client_body_temp_path ${work}; proxy_temp_path ${work}; f
         '-c',
         '0',
         process.execPath,
-        path.join(root, 'dist/src/cli/main.js'),
+        path.join(root, 'dist/bundle/main.js'),
         '-c',
         cfg,
         // One process: the proxy is pinned to one core.
