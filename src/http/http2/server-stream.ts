@@ -7,12 +7,56 @@ import { toHttp2Headers } from './headers.js';
 
 const NGHTTP2_INTERNAL_ERROR = 2;
 
+/**
+ * The adapter of a Node stream, until the stream closes. Node keeps a closed stream (and all it
+ * references) alive until its last write has left the socket, often long enough to be promoted
+ * to the old generation; listeners that held the adapter would drag the whole request with it
+ * (ActiveStream, filters, upstream request) and leave it to the costly major GC. So listeners
+ * are shared functions that find the adapter here, and the link is cut on 'close'.
+ */
+const kAdapter = Symbol('adapter');
+type NodeStream = http2.ServerHttp2Stream & { [kAdapter]?: Http2ServerStreamAdapter };
+
+function noop(): void {}
+
+// Listeners shared by all streams (no closure per stream).
+function onData(this: NodeStream, c: Buffer): void {
+  this[kAdapter]?.onRequestData(c);
+}
+function onTrailers(this: NodeStream, t: http2.IncomingHttpHeaders): void {
+  this[kAdapter]?.onRequestTrailers(t);
+}
+function onAborted(this: NodeStream): void {
+  this[kAdapter]?.onAborted();
+}
+function onEnd(this: NodeStream): void {
+  this[kAdapter]?.onRequestEnd();
+}
+function endBody(a: Http2ServerStreamAdapter): void {
+  a.endBody();
+}
+function onClose(this: NodeStream): void {
+  const a = this[kAdapter];
+  this[kAdapter] = undefined;
+  a?.onClose();
+}
+function onWantTrailers(this: NodeStream): void {
+  this[kAdapter]?.onWantTrailers();
+}
+function onDrain(this: NodeStream): void {
+  this[kAdapter]?.onDrained();
+}
+
 export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
   readonly protocol = 'HTTP/2' as const;
   readonly headers: Headers;
   readonly body: BodySource;
   private trailers: Headers | undefined;
+  private requestTrailers: Headers | undefined;
+  private aborted = false;
   private finished = false;
+  private drainWaiters: Array<() => void> | undefined;
+  private drainListener = false;
   owner: { onStreamClose(complete: boolean): void } | undefined;
 
   constructor(
@@ -23,47 +67,74 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
     flags = 0,
   ) {
     const h: Headers = {};
-    for (const k of Object.keys(raw)) h[k] = raw[k];
+    for (const k in raw) h[k] = raw[k];
     this.headers = h;
     this.body = new BodySource(
       () => stream.pause(),
       () => stream.resume(),
       bufferLimit,
     );
-    stream.on('data', (c: Buffer) => this.body.push(c));
+    const s = stream as NodeStream;
+    s[kAdapter] = this;
+    s.on('data', onData);
     if (flags & 1) this.body.end();
-    let requestTrailers: Headers | undefined;
-    stream.once('trailers', (t: http2.IncomingHttpHeaders) => {
-      requestTrailers = {};
-      for (const k of Object.keys(t)) requestTrailers[k] = t[k];
-    });
-    // A stream reset by the client may still emit 'end': only a clean end completes the body
-    // (a reset one is torn down through 'close' instead, so nothing truncated goes upstream).
-    let aborted = false;
-    stream.once('aborted', () => {
-      aborted = true;
-    });
-    stream.once('end', () =>
-      setImmediate(() => {
-        if (!aborted && !stream.destroyed) this.body.end(requestTrailers);
-      }),
-    );
-    stream.on('error', () => {});
-    stream.once('close', () => {
-      const complete = this.finished;
-      this.finished = true;
-      const owner = this.owner;
-      this.owner = undefined;
-      owner?.onStreamClose(complete);
-    });
+    s.on('trailers', onTrailers);
+    s.on('aborted', onAborted);
+    s.on('end', onEnd);
+    s.on('error', noop);
+    s.on('close', onClose);
     // Trailers are sent when the response body ends (wantTrailers), if there are any.
-    stream.on('wantTrailers', () => {
-      try {
-        stream.sendTrailers(this.trailers ?? {});
-      } catch {
-        stream.close(NGHTTP2_INTERNAL_ERROR);
-      }
-    });
+    s.on('wantTrailers', onWantTrailers);
+  }
+
+  // Stream events, through the shared listeners above.
+
+  onRequestData(c: Buffer): void {
+    this.body.push(c);
+  }
+
+  onRequestTrailers(t: http2.IncomingHttpHeaders): void {
+    const trailers: Headers = {};
+    for (const k in t) trailers[k] = t[k];
+    this.requestTrailers = trailers;
+  }
+
+  // A stream reset by the client may still emit 'end': only a clean end completes the body
+  // (a reset one is torn down through 'close' instead, so nothing truncated goes upstream).
+  onAborted(): void {
+    this.aborted = true;
+  }
+
+  onRequestEnd(): void {
+    setImmediate(endBody, this);
+  }
+
+  endBody(): void {
+    if (!this.aborted && !this.stream.destroyed) this.body.end(this.requestTrailers);
+  }
+
+  onClose(): void {
+    this.drainWaiters = undefined;
+    const complete = this.finished;
+    this.finished = true;
+    const owner = this.owner;
+    this.owner = undefined;
+    owner?.onStreamClose(complete);
+  }
+
+  onWantTrailers(): void {
+    try {
+      this.stream.sendTrailers(this.trailers ?? {});
+    } catch {
+      this.stream.close(NGHTTP2_INTERNAL_ERROR);
+    }
+  }
+
+  onDrained(): void {
+    const waiters = this.drainWaiters;
+    if (!waiters) return;
+    this.drainWaiters = undefined;
+    for (const cb of waiters) cb();
   }
 
   get response(): ResponseSink {
@@ -108,8 +179,18 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
     this.stream.end();
   }
 
+  /** Waits for the next 'drain' (one shared listener, not one per wait). */
   onDrain(cb: () => void): void {
-    this.stream.once('drain', cb);
+    if (this.stream.destroyed) return;
+    if (this.drainWaiters) {
+      this.drainWaiters.push(cb);
+      return;
+    }
+    this.drainWaiters = [cb];
+    if (!this.drainListener) {
+      this.drainListener = true;
+      this.stream.on('drain', onDrain);
+    }
   }
 
   reset(): void {
