@@ -7,6 +7,13 @@ import { toHttp2Headers } from './headers.js';
 
 const NGHTTP2_INTERNAL_ERROR = 2;
 
+// respond() options; Node copies them, so they can be shared.
+const END_STREAM: http2.ServerStreamResponseOptions = { endStream: true };
+const NO_TRAILERS: http2.ServerStreamResponseOptions = { endStream: false, waitForTrailers: false };
+const MAY_HAVE_TRAILERS: http2.ServerStreamResponseOptions = { endStream: false, waitForTrailers: true };
+
+const EMPTY = Buffer.alloc(0);
+
 /**
  * The adapter of a Node stream, until the stream closes. Node keeps a closed stream (and all it
  * references) alive until its last write has left the socket, often long enough to be promoted
@@ -46,6 +53,10 @@ function onWantTrailers(this: NodeStream): void {
 function onDrain(this: NodeStream): void {
   this[kAdapter]?.onDrained();
 }
+/** Response headers still held at the end of the tick: the body goes on, trailers may follow. */
+function flushHead(a: Http2ServerStreamAdapter): void {
+  a.flushHead();
+}
 
 export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
   readonly protocol = 'HTTP/2' as const;
@@ -57,6 +68,25 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
   private finished = false;
   private drainWaiters: Array<() => void> | undefined;
   private drainListener = false;
+  /** writeHeaders was called (the headers may still be held in `head`). */
+  private responded = false;
+  /**
+   * Response headers not yet given to Node, which must be told at respond() whether trailers
+   * will follow (waitForTrailers). Saying yes costs a round trip through JS and an extra frame
+   * per stream, so the headers wait for the end of the tick: a response complete by then (the
+   * usual small one, its head and body in one upstream read) gets END_STREAM on its last DATA.
+   */
+  private head: http2.OutgoingHttpHeaders | undefined;
+  /** Body chunks written while the headers were held. */
+  private held: Buffer[] | undefined;
+  /**
+   * A request without a body leaves Node's side of it unread until the stream closes, so Node
+   * destroys the stream only after the last write completes. A request body read to its end lets
+   * Node destroy the stream as soon as END_STREAM is sent, before that write completes, and it
+   * then builds an error object per stream: dearer than the trailers round trip. So responses to
+   * requests with a body keep waitForTrailers.
+   */
+  private bodyless = false;
   owner: { onStreamClose(complete: boolean): void } | undefined;
 
   constructor(
@@ -76,15 +106,18 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
     );
     const s = stream as NodeStream;
     s[kAdapter] = this;
+    s.on('error', noop);
+    s.on('close', onClose);
+    if (flags & 1) {
+      // Nothing to read: Node ends its side of the request itself when the stream closes.
+      this.body.end();
+      this.bodyless = true;
+      return;
+    }
     s.on('data', onData);
-    if (flags & 1) this.body.end();
     s.on('trailers', onTrailers);
     s.on('aborted', onAborted);
     s.on('end', onEnd);
-    s.on('error', noop);
-    s.on('close', onClose);
-    // Trailers are sent when the response body ends (wantTrailers), if there are any.
-    s.on('wantTrailers', onWantTrailers);
   }
 
   // Stream events, through the shared listeners above.
@@ -115,6 +148,8 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
 
   onClose(): void {
     this.drainWaiters = undefined;
+    this.head = undefined;
+    this.held = undefined;
     const complete = this.finished;
     this.finished = true;
     const owner = this.owner;
@@ -142,7 +177,8 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
   }
 
   writeHeaders(status: number, headers: Headers, endStream: boolean): void {
-    if (this.stream.headersSent || this.stream.destroyed) return;
+    if (this.responded || this.stream.headersSent || this.stream.destroyed) return;
+    this.responded = true;
     if (status === 101) {
       // An HTTP/1 upgrade accepted for an extended CONNECT (RFC 8441): HTTP/2 says 200 (Envoy's
       // transformUpgradeResponseFromH1toH2); Upgrade/Connection are dropped as connection-specific.
@@ -151,19 +187,64 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
     }
     const out = toHttp2Headers(headers, { ':status': status });
     if (out.date === undefined) out.date = httpDate();
+    if (endStream) {
+      if (this.respond(out, END_STREAM)) this.finished = true;
+      return;
+    }
+    this.head = out;
+    process.nextTick(flushHead, this);
+  }
+
+  /** The held headers go to Node; trailers may still follow. */
+  flushHead(): void {
+    if (this.head !== undefined) this.sendHead(true);
+  }
+
+  /** Gives the held headers (and any body held with them) to Node; false if the stream is gone. */
+  private sendHead(mayHaveTrailers: boolean): boolean {
+    const out = this.head!;
+    this.head = undefined;
+    const held = this.held;
+    this.held = undefined;
+    const stream = this.stream;
+    if (stream.destroyed) return false;
+    const trailers = mayHaveTrailers || !this.bodyless;
+    // Trailers are sent when the response body ends (wantTrailers), if there are any.
+    if (trailers) stream.on('wantTrailers', onWantTrailers);
+    if (!this.respond(out, trailers ? MAY_HAVE_TRAILERS : NO_TRAILERS)) return false;
+    if (held) for (const c of held) stream.write(c);
+    return true;
+  }
+
+  private respond(out: http2.OutgoingHttpHeaders, options: http2.ServerStreamResponseOptions): boolean {
     try {
-      this.stream.respond(out, { endStream, waitForTrailers: !endStream });
+      this.stream.respond(out, options);
+      return true;
     } catch {
       // Headers Node's HTTP/2 cannot encode: reset this stream, as Envoy resets a stream whose
       // headers its codec rejects.
       this.reset();
-      return;
+      return false;
     }
-    if (endStream) this.finished = true;
   }
 
   writeData(chunk: Buffer, endStream: boolean): boolean {
     if (this.stream.destroyed) return true;
+    if (this.head !== undefined) {
+      if (!endStream) {
+        (this.held ??= []).push(chunk);
+        return true;
+      }
+      // The whole response is here: no trailers, and its body goes to Node as one write (end()
+      // uncorks).
+      const held = this.held;
+      if (held) {
+        if (chunk.length) held.push(chunk);
+        chunk = EMPTY;
+        this.stream.cork();
+      }
+      if (!this.sendHead(false)) return true;
+    }
     if (endStream) {
       this.finished = true;
       this.stream.end(chunk.length ? chunk : undefined);
@@ -174,8 +255,11 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
 
   writeTrailers(trailers: Headers): void {
     if (this.stream.destroyed) return;
-    this.trailers = toHttp2Headers(trailers) as Headers;
+    const t = toHttp2Headers(trailers) as Headers;
     this.finished = true;
+    // Held headers: trailers only if there are any (Node sends an empty DATA frame for none).
+    if (this.head !== undefined && !this.sendHead(hasAny(t))) return;
+    this.trailers = t;
     this.stream.end();
   }
 
@@ -195,6 +279,13 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
 
   reset(): void {
     this.finished = true;
+    // Held headers go first: the client sees what it would have seen without the hold.
+    if (this.head !== undefined && !this.sendHead(false)) return;
     if (!this.stream.destroyed) this.stream.close(NGHTTP2_INTERNAL_ERROR);
   }
+}
+
+function hasAny(h: Headers): boolean {
+  for (const _ in h) return true;
+  return false;
 }
