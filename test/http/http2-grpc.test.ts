@@ -210,6 +210,17 @@ describe('HTTP/2 and gRPC', () => {
         listeners: [
           listener('auto', [chain('auto', 'AUTO')]),
           listener('h2only', [chain('h2only', 'HTTP2')]),
+          listener('h2idle', [
+            {
+              filters: [
+                hcmFilter({
+                  statPrefix: 'h2idle',
+                  routeConfig: simpleRouteConfig(routes),
+                  extra: { common_http_protocol_options: { idle_timeout: '0.3s' } },
+                }),
+              ],
+            },
+          ]),
         ],
         clusters: [
           cluster('h1', [h1up.port]),
@@ -348,6 +359,23 @@ describe('HTTP/2 and gRPC', () => {
     } finally {
       await closeH2(s);
     }
+  });
+
+  it('idle_timeout counts a connection idle only without open streams; then GOAWAY and close', async () => {
+    const s = await h2Connect(h.port('h2idle'));
+    let goaway = false;
+    s.on('goaway', () => {
+      goaway = true;
+    });
+    const closed = new Promise<number>((r) => s.once('close', () => r(Date.now())));
+    // One stream open longer than the idle timeout: the connection is not idle meanwhile.
+    const r = await h2Request(s, { ':path': '/h1/long?delay=500' });
+    assert.equal(r.status, 200);
+    assert.equal(goaway, false);
+    const doneAt = Date.now();
+    const closedAt = await closed;
+    assert.equal(goaway, true);
+    assert.ok(closedAt - doneAt >= 200, `closed ${closedAt - doneAt} ms after the last stream`);
   });
 
   it('HTTP/2 end to end passes response trailers through', async () => {

@@ -95,6 +95,8 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
     bufferLimit: number,
     /** The HEADERS frame's flags: END_STREAM (1) means a request without a body. */
     flags = 0,
+    /** Told when the stream closes (the connection's idle timeout counts open streams). */
+    private readonly session?: { streamClosed(): void },
   ) {
     const h: Headers = {};
     for (const k in raw) h[k] = raw[k];
@@ -147,6 +149,7 @@ export class Http2ServerStreamAdapter implements ServerStream, ResponseSink {
   }
 
   onClose(): void {
+    this.session?.streamClosed();
     this.drainWaiters = undefined;
     this.head = undefined;
     this.held = undefined;
