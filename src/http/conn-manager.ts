@@ -14,7 +14,7 @@ import { http2Module } from '../common/lazy-modules.js';
 import { Level, logger } from '../common/logger.js';
 import { randomUUID } from '../common/random.js';
 import type { FormatContext, Headers } from '../common/substitution-formatter.js';
-import { timerMs } from '../common/timers.js';
+import { DeadlineTimer, timerMs } from '../common/timers.js';
 import {
   connectionAddresses,
   type DownstreamConnection,
@@ -123,7 +123,33 @@ export class HttpConnectionManagerStats {
 }
 
 const connOf = new WeakMap<Socket | Duplex, DownstreamConnection>();
-const sessionConn = new WeakMap<http2.Http2Session, DownstreamConnection>();
+
+/**
+ * An HTTP/2 connection: its downstream connection, and its idle timeout (Envoy's: no open
+ * streams for idle_timeout), armed and disarmed only as the open stream count leaves and
+ * returns to zero. Node's own session timeout is pushed back on every frame and stream event
+ * instead, and destroys the session without a GOAWAY.
+ */
+class H2Session {
+  private open = 0;
+
+  constructor(
+    readonly conn: DownstreamConnection,
+    private readonly idle: DeadlineTimer | undefined,
+    private readonly idleMs: number,
+  ) {
+    idle?.arm(idleMs);
+  }
+
+  streamOpened(): void {
+    if (this.open++ === 0) this.idle?.disarm();
+  }
+
+  streamClosed(): void {
+    if (--this.open === 0) this.idle?.arm(this.idleMs);
+  }
+}
+const h2Sessions = new WeakMap<http2.Http2Session, H2Session>();
 
 function replaying(socket: Socket, head: Buffer): Duplex {
   const d = replayingStream(socket, head);
@@ -328,17 +354,28 @@ export class ConnectionManager implements NetworkFilter {
         },
       });
       this.h2.on('stream', (stream, headers, flags) => {
-        const conn = sessionConn.get(stream.session as http2.Http2Session);
-        if (!conn) {
+        const h2s = h2Sessions.get(stream.session as http2.Http2Session);
+        if (!h2s) {
           stream.close(2);
           return;
         }
-        this.onStream(new Http2ServerStreamAdapter(stream, headers, conn.bufferLimit, flags), conn);
+        const conn = h2s.conn;
+        h2s.streamOpened();
+        this.onStream(new Http2ServerStreamAdapter(stream, headers, conn.bufferLimit, flags, h2s), conn);
       });
       // 'session' is emitted synchronously inside emit('connection'): tie it to its connection.
       this.h2.on('session', (session) => {
         if (this.pendingConn) {
-          sessionConn.set(session, this.pendingConn);
+          const idleMs = this.config.idleTimeoutMs;
+          // Idle: a GOAWAY, and the connection closes (Envoy drains an idle HTTP/2 connection).
+          const idle =
+            idleMs > 0
+              ? new DeadlineTimer(() => {
+                  if (!session.closed && !session.destroyed) session.close();
+                })
+              : undefined;
+          if (idle) session.once('close', () => idle.close());
+          h2Sessions.set(session, new H2Session(this.pendingConn, idle, idleMs));
           // Draining, as Envoy does it: a GOAWAY announcing the shutdown (last stream id 2^31-1, so
           // nothing in flight is refused), then after drain_timeout the final GOAWAY; open streams finish.
           const drainMs = this.config.drainTimeoutMs;
@@ -377,7 +414,6 @@ export class ConnectionManager implements NetworkFilter {
         }
       });
       this.h2.on('sessionError', () => this.stats.downstream_cx_protocol_error.inc());
-      this.h2.setTimeout(timerMs(this.config.idleTimeoutMs));
     }
     this.pendingConn = connOf.get(socket);
     this.h2.emit('connection', socket);

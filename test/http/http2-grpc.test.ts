@@ -108,6 +108,24 @@ describe('HTTP/2 and gRPC', () => {
 
   before(async () => {
     h1up = await startEcho('h1', (s, res) => {
+      if (s.url === '/h1/chunked-trailers') {
+        res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
+        res.write('part one, ');
+        res.addTrailers({ 'x-checksum': 'abc123' });
+        res.end('part two');
+        return;
+      }
+      if (s.url === '/h1/no-content') {
+        res.writeHead(204);
+        res.end();
+        return;
+      }
+      if (s.url === '/h1/cut') {
+        // Headers and part of the promised body, then the connection goes away.
+        res.writeHead(200, { 'content-length': '100' });
+        res.write('only some', () => res.socket?.destroy());
+        return;
+      }
       const m = /delay=(\d+)/.exec(s.url);
       const send = () =>
         res.end(JSON.stringify({ url: s.url, body: s.body, headers: s.headers, version: '1.1' }));
@@ -192,6 +210,17 @@ describe('HTTP/2 and gRPC', () => {
         listeners: [
           listener('auto', [chain('auto', 'AUTO')]),
           listener('h2only', [chain('h2only', 'HTTP2')]),
+          listener('h2idle', [
+            {
+              filters: [
+                hcmFilter({
+                  statPrefix: 'h2idle',
+                  routeConfig: simpleRouteConfig(routes),
+                  extra: { common_http_protocol_options: { idle_timeout: '0.3s' } },
+                }),
+              ],
+            },
+          ]),
         ],
         clusters: [
           cluster('h1', [h1up.port]),
@@ -279,6 +308,74 @@ describe('HTTP/2 and gRPC', () => {
     assert.equal(j.method, 'GET');
     assert.equal(j.xfp, 'http');
     assert.equal(r.headers['x-h2-upstream'], 'yes');
+  });
+
+  it('HTTP/1 chunked trailers reach an HTTP/2 client as trailers', async () => {
+    const s = await h2Connect(h.port('auto'));
+    try {
+      const r = await h2Request(s, { ':path': '/h1/chunked-trailers' });
+      assert.equal(r.status, 200);
+      assert.equal(r.body, 'part one, part two');
+      assert.equal(r.trailers?.['x-checksum'], 'abc123');
+      // Responses without trailers end cleanly too, whatever the request.
+      const [get, post, head, none] = await Promise.all([
+        h2Request(s, { ':path': '/h1/small' }),
+        h2Request(s, { ':method': 'POST', ':path': '/h1/small-post' }, 'x'.repeat(1000)),
+        h2Request(s, { ':method': 'HEAD', ':path': '/h1/head' }),
+        h2Request(s, { ':path': '/h1/no-content' }),
+      ]);
+      assert.equal(JSON.parse(get.body).url, '/h1/small');
+      assert.equal(get.trailers, undefined);
+      assert.equal(JSON.parse(post.body).body, 'x'.repeat(1000));
+      assert.equal(head.status, 200);
+      assert.equal(head.body, '');
+      assert.equal(none.status, 204);
+      assert.equal(none.body, '');
+    } finally {
+      await closeH2(s);
+    }
+  });
+
+  it('an upstream that goes away mid-body resets the HTTP/2 stream after its headers', async () => {
+    const s = await h2Connect(h.port('auto'));
+    try {
+      const got = await new Promise<{ status: number; body: string; error: string }>((resolve) => {
+        const req = s.request({ ':path': '/h1/cut' });
+        let status = 0;
+        let body = '';
+        req.on('response', (hd) => {
+          status = Number(hd[':status']);
+        });
+        req.on('data', (c: Buffer) => {
+          body += c.toString();
+        });
+        req.on('error', (e: NodeJS.ErrnoException) => resolve({ status, body, error: e.code ?? '' }));
+        req.on('end', () => resolve({ status, body, error: '' }));
+      });
+      assert.equal(got.status, 200);
+      assert.equal(got.error, 'ERR_HTTP2_STREAM_ERROR');
+      // The session survives the stream reset.
+      assert.equal((await h2Request(s, { ':path': '/h1/after-cut' })).status, 200);
+    } finally {
+      await closeH2(s);
+    }
+  });
+
+  it('idle_timeout counts a connection idle only without open streams; then GOAWAY and close', async () => {
+    const s = await h2Connect(h.port('h2idle'));
+    let goaway = false;
+    s.on('goaway', () => {
+      goaway = true;
+    });
+    const closed = new Promise<number>((r) => s.once('close', () => r(Date.now())));
+    // One stream open longer than the idle timeout: the connection is not idle meanwhile.
+    const r = await h2Request(s, { ':path': '/h1/long?delay=500' });
+    assert.equal(r.status, 200);
+    assert.equal(goaway, false);
+    const doneAt = Date.now();
+    const closedAt = await closed;
+    assert.equal(goaway, true);
+    assert.ok(closedAt - doneAt >= 200, `closed ${closedAt - doneAt} ms after the last stream`);
   });
 
   it('HTTP/2 end to end passes response trailers through', async () => {
