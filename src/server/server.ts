@@ -79,7 +79,7 @@ export class Server {
   /** What /quitquitquit does after stopping; the CLI sets it to exit the process. */
   onQuit: () => void = () => {};
 
-  /** Loads and validates the bootstrap on a worker thread (keeping proto memory out of this process), then compiles it. */
+  /** Loads and validates the bootstrap in a child process (keeping proto memory out of this process), then compiles it. */
   static async create(options: ServerOptions): Promise<Server> {
     const canonical = await loadBootstrapIsolated({
       path: options.configPath,

@@ -1,5 +1,5 @@
 // --mode validate: load, validate and compile a bootstrap in this process,
-// opening no socket. (Serving loads protos on a worker thread instead; see
+// opening no socket. (Serving loads protos in a short-lived child process instead; see
 // Server.create.)
 import { loadBootstrap } from '../config/bootstrap-loader.js';
 import { registerBuiltinExtensions } from '../extensions/builtin.js';
