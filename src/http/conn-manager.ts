@@ -14,7 +14,7 @@ import { http2Module } from '../common/lazy-modules.js';
 import { Level, logger } from '../common/logger.js';
 import { randomUUID } from '../common/random.js';
 import type { FormatContext, Headers } from '../common/substitution-formatter.js';
-import { DeadlineTimer, timerMs } from '../common/timers.js';
+import { StreamTimer, timerMs } from '../common/timers.js';
 import {
   connectionAddresses,
   type DownstreamConnection,
@@ -135,7 +135,7 @@ class H2Session {
 
   constructor(
     readonly conn: DownstreamConnection,
-    private readonly idle: DeadlineTimer | undefined,
+    private readonly idle: StreamTimer | undefined,
     private readonly idleMs: number,
   ) {
     idle?.arm(idleMs);
@@ -370,11 +370,11 @@ export class ConnectionManager implements NetworkFilter {
           // Idle: a GOAWAY, and the connection closes (Envoy drains an idle HTTP/2 connection).
           const idle =
             idleMs > 0
-              ? new DeadlineTimer(() => {
+              ? new StreamTimer(() => {
                   if (!session.closed && !session.destroyed) session.close();
                 })
               : undefined;
-          if (idle) session.once('close', () => idle.close());
+          if (idle) session.once('close', () => idle.disarm());
           h2Sessions.set(session, new H2Session(this.pendingConn, idle, idleMs));
           // Draining, as Envoy does it: a GOAWAY announcing the shutdown (last stream id 2^31-1, so
           // nothing in flight is refused), then after drain_timeout the final GOAWAY; open streams finish.

@@ -9,7 +9,7 @@
 import type net from 'node:net';
 import { logger } from '../common/logger.js';
 import type { Headers } from '../common/substitution-formatter.js';
-import { DeadlineTimer, timerMs } from '../common/timers.js';
+import { StreamTimer, timerMs } from '../common/timers.js';
 import { Http1Parser, type MessageHead, ParseError } from '../http/http1/parser.js';
 import {
   appendHeaderLines,
@@ -144,7 +144,7 @@ export class Http1ClientConnection {
   closed = false;
   requests = 0;
   private connectTimer: NodeJS.Timeout | undefined;
-  private readonly idleTimer = new DeadlineTimer(() => this.onIdleTimeout());
+  private readonly idleTimer = new StreamTimer(() => this.onIdleTimeout());
   private readonly openedAt = Date.now();
 
   constructor(
@@ -379,7 +379,7 @@ export class Http1ClientConnection {
 
   private onSocketClose(): void {
     clearTimeout(this.connectTimer);
-    this.idleTimer.close();
+    this.idleTimer.disarm();
     const wasConnected = this.connected;
     if (wasConnected) this.pool.stats.upstream_cx_length_ms.recordValue(Date.now() - this.openedAt);
     this.closed = true;

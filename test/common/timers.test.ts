@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DeadlineTimer, StreamTimer } from '../../src/common/timers.js';
+import { StreamTimer } from '../../src/common/timers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -55,9 +55,9 @@ test('StreamTimers of one duration fire in arm order; others are independent', a
   assert.deepEqual(order, ['short', 'c', 'a']);
 });
 
-test('DeadlineTimer: re-arming later moves the deadline; earlier wins too', async () => {
+test('StreamTimer: re-arming later moves the deadline; earlier wins too', async () => {
   let fired = 0;
-  const t = new DeadlineTimer(() => fired++);
+  const t = new StreamTimer(() => fired++);
   t.arm(150);
   await sleep(100);
   t.arm(150); // now due 150 ms from here
@@ -70,7 +70,7 @@ test('DeadlineTimer: re-arming later moves the deadline; earlier wins too', asyn
   await sleep(40);
   assert.equal(fired, 2);
   t.arm(10);
-  t.close();
+  t.disarm();
   await sleep(30);
   assert.equal(fired, 2);
 });

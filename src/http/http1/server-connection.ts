@@ -5,7 +5,7 @@
 import type net from 'node:net';
 import { logger } from '../../common/logger.js';
 import type { Headers } from '../../common/substitution-formatter.js';
-import { DeadlineTimer, timerMs } from '../../common/timers.js';
+import { StreamTimer, timerMs } from '../../common/timers.js';
 import { BodySource, type ResponseSink, type ServerStream } from '../codec.js';
 import { Http1Parser, type MessageHead, ParseError } from './parser.js';
 import { corkForResponse, httpDate, LAST_CHUNK, serializeHead, writeChunk } from './serializer.js';
@@ -236,9 +236,9 @@ export class Http1ServerConnection {
   private tunnel: Http1ServerStream | undefined;
   private requests = 0;
   /** Bounds the header phase of each request (see feed). */
-  private readonly headersTimer: DeadlineTimer;
+  private readonly headersTimer: StreamTimer;
   /** Envoy's connection idle timeout: no request in progress for this long closes it. */
-  private readonly idleTimer: DeadlineTimer | undefined;
+  private readonly idleTimer: StreamTimer | undefined;
   private durationTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -262,12 +262,12 @@ export class Http1ServerConnection {
     socket.on('end', () => this.onEnd());
     socket.on('close', () => this.onClose());
     socket.on('error', () => {});
-    this.headersTimer = new DeadlineTimer(() => {
+    this.headersTimer = new StreamTimer(() => {
       this.callbacks.onLimit(this.options.requestHeadersTimeoutMs > 0 ? 'headers_timeout' : 'idle_headers');
       this.socket.destroy();
     });
     if (options.idleTimeoutMs > 0) {
-      this.idleTimer = new DeadlineTimer(() => this.onIdle());
+      this.idleTimer = new StreamTimer(() => this.onIdle());
       this.idleTimer.arm(options.idleTimeoutMs);
     }
     if (options.maxConnectionDurationMs > 0) {
@@ -475,8 +475,8 @@ export class Http1ServerConnection {
 
   private onClose(): void {
     this.closed = true;
-    this.headersTimer.close();
-    this.idleTimer?.close();
+    this.headersTimer.disarm();
+    this.idleTimer?.disarm();
     clearTimeout(this.durationTimer);
     this.active?.abort();
     this.active = undefined;
