@@ -19,6 +19,7 @@ import {
   writeChunk,
 } from '../http/http1/serializer.js';
 import { nextConnectionId } from '../network/connection-id.js';
+import { own, readDirect } from '../network/direct-read.js';
 import type { ClusterStats } from './cluster.js';
 import { DeferredRequest } from './deferred-request.js';
 import type { Host } from './host.js';
@@ -175,7 +176,8 @@ export class Http1ClientConnection {
       });
     }
     const s = this.socket;
-    s.on('data', (c: Buffer) => inUpstreamRead(this.onData, this, c));
+    if (readDirect(s, (c) => inUpstreamRead(this.onData, this, c))) this.parser.transientInput = true;
+    else s.on('data', (c: Buffer) => inUpstreamRead(this.onData, this, c));
     s.once('end', () => this.onRemoteEnd());
     s.once('close', () => this.onSocketClose());
     s.on('error', (e: NodeJS.ErrnoException) => {
@@ -224,7 +226,7 @@ export class Http1ClientConnection {
   private onData(chunk: Buffer): void {
     const stream = this.stream;
     if (stream?.tunnel) {
-      if (!stream.aborted) stream.cb.onData(chunk, false);
+      if (!stream.aborted) stream.cb.onData(this.keep(chunk), false);
       return;
     }
     if (!stream) {
@@ -249,7 +251,7 @@ export class Http1ClientConnection {
         }
         if (stream.tunnel) {
           // Switched protocols (or CONNECT established): whatever follows belongs to the tunnel.
-          if (rest?.length && !stream.aborted) stream.cb.onData(rest, false);
+          if (rest?.length && !stream.aborted) stream.cb.onData(this.keep(rest), false);
           break;
         }
         this.finishResponse((rest?.length ?? 0) > 0);
@@ -263,6 +265,11 @@ export class Http1ClientConnection {
       this.destroy();
       return;
     }
+  }
+
+  /** Bytes of a read that outlive it (see network/direct-read). */
+  private keep(chunk: Buffer): Buffer {
+    return this.parser.transientInput ? own(chunk) : chunk;
   }
 
   private onHead(h: MessageHead): void {

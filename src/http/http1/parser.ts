@@ -8,6 +8,7 @@
 // connection whose FIN was read) and because the module's per-request
 // objects cost ~2x in throughput (see BENCHMARKS.md).
 import type { Headers } from '../../common/substitution-formatter.js';
+import { own } from '../../network/direct-read.js';
 
 export interface ParserLimits {
   /** Bytes of request line + headers; more is 431. */
@@ -90,6 +91,11 @@ export class Http1Parser {
   private head: MessageHead | undefined;
   /** For responses: the request was HEAD (no body whatever the headers say). */
   noBody = false;
+  /**
+   * The chunks given to execute are views valid only during the call (see network/direct-read):
+   * bodies handed on and partial input kept for the next call are copied.
+   */
+  transientInput = false;
 
   constructor(
     readonly kind: 'request' | 'response',
@@ -119,9 +125,12 @@ export class Http1Parser {
    */
   execute(chunk: Buffer): Buffer | undefined {
     let buf = chunk;
+    // Copies are needed only of bytes that are still the caller's transient view.
+    let transient = this.transientInput;
     if (this.pending) {
       buf = Buffer.concat([this.pending, chunk]);
       this.pending = undefined;
+      transient = false;
     }
     let off = 0;
     while (off < buf.length) {
@@ -137,7 +146,7 @@ export class Http1Parser {
               throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
             if (buf.length - off > this.limits.maxHeaderBytes)
               throw new ParseError(431, 'http1.headers_too_large', 'headers too large');
-            if (off < buf.length) this.pending = buf.subarray(off);
+            if (off < buf.length) this.pending = transient ? own(buf.subarray(off)) : buf.subarray(off);
             return undefined;
           }
           if (end - off > this.limits.maxHeaderBytes)
@@ -154,12 +163,12 @@ export class Http1Parser {
           this.remaining -= n;
           const piece = buf.subarray(off, off + n);
           off += n;
-          this.cb.onBody(piece);
+          this.cb.onBody(transient ? own(piece) : piece);
           if (this.remaining === 0) this.complete(undefined);
           break;
         }
         case State.UntilClose: {
-          this.cb.onBody(off === 0 ? buf : buf.subarray(off));
+          this.cb.onBody(transient ? own(buf.subarray(off)) : off === 0 ? buf : buf.subarray(off));
           off = buf.length;
           break;
         }
@@ -168,7 +177,7 @@ export class Http1Parser {
           if (eol < 0) {
             if (buf.length - off > 1024)
               throw new ParseError(400, 'http1.codec_error', 'chunk size line too long');
-            this.pending = buf.subarray(off);
+            this.pending = transient ? own(buf.subarray(off)) : buf.subarray(off);
             return undefined;
           }
           let line = buf.toString('latin1', off, eol);
@@ -187,13 +196,13 @@ export class Http1Parser {
           this.remaining -= n;
           const piece = buf.subarray(off, off + n);
           off += n;
-          this.cb.onBody(piece);
+          this.cb.onBody(transient ? own(piece) : piece);
           if (this.remaining === 0) this.state = State.ChunkDataEnd;
           break;
         }
         case State.ChunkDataEnd: {
           if (buf.length - off < 2) {
-            this.pending = buf.subarray(off);
+            this.pending = transient ? own(buf.subarray(off)) : buf.subarray(off);
             return undefined;
           }
           if (buf.readUInt16LE(off) !== CRLF)
@@ -212,7 +221,7 @@ export class Http1Parser {
           if (end < 0) {
             if (buf.length - off > this.limits.maxHeaderBytes)
               throw new ParseError(431, 'http1.headers_too_large', 'trailers too large');
-            this.pending = buf.subarray(off);
+            this.pending = transient ? own(buf.subarray(off)) : buf.subarray(off);
             return undefined;
           }
           if (end - off > this.limits.maxHeaderBytes)

@@ -6,6 +6,7 @@ import type net from 'node:net';
 import { logger } from '../../common/logger.js';
 import type { Headers } from '../../common/substitution-formatter.js';
 import { StreamTimer, timerMs } from '../../common/timers.js';
+import { own, readDirect } from '../../network/direct-read.js';
 import { BodySource, type ResponseSink, type ServerStream } from '../codec.js';
 import { Http1Parser, type MessageHead, ParseError } from './parser.js';
 import { corkForResponse, httpDate, LAST_CHUNK, serializeHead, writeChunk } from './serializer.js';
@@ -224,7 +225,10 @@ export class Http1ServerConnection {
   private active: Http1ServerStream | undefined;
   /** Bytes of pipelined requests read while a response was in progress. */
   private backlog: Buffer | undefined;
+  /** Parsing waits (a response in flight, or unread answers piling up); reads go to backlog. */
   private readPaused = false;
+  /** The client's FIN arrived while readPaused: handled once the backlog is parsed. */
+  private endPending = false;
   private bodyPaused = false;
   draining = false;
   private closed = false;
@@ -258,7 +262,8 @@ export class Http1ServerConnection {
         },
       },
     );
-    socket.on('data', (c: Buffer) => this.onData(c));
+    if (readDirect(socket, (c) => this.onData(c))) this.parser.transientInput = true;
+    else socket.on('data', (c: Buffer) => this.onData(c));
     socket.on('end', () => this.onEnd());
     socket.on('close', () => this.onClose());
     socket.on('error', () => {});
@@ -290,14 +295,22 @@ export class Http1ServerConnection {
 
   private onData(chunk: Buffer): void {
     if (this.tunnel) {
-      this.tunnel.body.push(chunk);
+      this.tunnel.body.push(this.keep(chunk));
       return;
     }
     if (this.readPaused) {
-      this.backlog = this.backlog ? Buffer.concat([this.backlog, chunk]) : chunk;
+      this.backlog = this.backlog ? Buffer.concat([this.backlog, chunk]) : this.keep(chunk);
+      // Pipelined bytes are held, not parsed, until the response in flight is done; past the
+      // buffer limit the socket stops being read.
+      if (this.backlog.length >= this.options.bufferLimit) this.socket.pause();
       return;
     }
     this.feed(chunk);
+  }
+
+  /** Bytes of a read that outlive it (see network/direct-read). */
+  private keep(chunk: Buffer): Buffer {
+    return this.parser.transientInput ? own(chunk) : chunk;
   }
 
   private feed(chunk: Buffer): void {
@@ -330,14 +343,15 @@ export class Http1ServerConnection {
       if (this.active?.upgradeRequest) {
         // Bytes after an upgrade request are the tunnel's, whatever the upstream answers.
         this.tunnel = this.active;
-        if (rest?.length) this.tunnel.body.push(rest);
+        if (rest?.length) this.tunnel.body.push(this.keep(rest));
         return;
       }
       if (this.active && !this.active.finished) {
-        // A pipelined request waits until the current response is done.
+        // A pipelined request waits until the current response is done. The socket is not
+        // paused: most requests complete before their response, and pausing would cost two
+        // epoll_ctl calls per request; onData holds what arrives meanwhile.
         this.readPaused = true;
-        this.socket.pause();
-        if (rest?.length) this.backlog = this.backlog ? Buffer.concat([rest, this.backlog]) : rest;
+        if (rest?.length) this.backlog = this.backlog ? Buffer.concat([rest, this.backlog]) : this.keep(rest);
         return;
       }
       this.parser.reset();
@@ -355,16 +369,24 @@ export class Http1ServerConnection {
 
   private waitForDrain(rest: Buffer): void {
     this.readPaused = true;
-    this.socket.pause();
-    this.backlog = this.backlog ? Buffer.concat([rest, this.backlog]) : rest;
+    this.backlog = this.backlog ? Buffer.concat([rest, this.backlog]) : this.keep(rest);
     this.socket.once('drain', () => {
       if (this.active || this.closed) return; // onResponseComplete resumes once that response ends
-      this.readPaused = false;
-      const b = this.backlog;
-      this.backlog = undefined;
-      if (!this.bodyPaused) this.socket.resume();
-      if (b) this.feed(b);
+      this.releaseBacklog();
     });
+  }
+
+  /** Parsing may go on: the held bytes first, then a FIN that came after them. */
+  private releaseBacklog(): void {
+    this.readPaused = false;
+    const b = this.backlog;
+    this.backlog = undefined;
+    if (!this.bodyPaused) this.socket.resume();
+    if (b) this.feed(b);
+    if (this.endPending && !this.readPaused && !this.closed) {
+      this.endPending = false;
+      this.onEnd();
+    }
   }
 
   private onHead(h: MessageHead): void {
@@ -421,11 +443,7 @@ export class Http1ServerConnection {
         this.waitForDrain(b);
         return;
       }
-      this.readPaused = false;
-      const b = this.backlog;
-      this.backlog = undefined;
-      if (!this.bodyPaused) this.socket.resume();
-      if (b) this.feed(b);
+      this.releaseBacklog();
     }
   }
 
@@ -450,6 +468,11 @@ export class Http1ServerConnection {
   }
 
   private onEnd(): void {
+    if (this.readPaused && !this.closed) {
+      // Pipelined requests read before the FIN are still waiting: it counts after them.
+      this.endPending = true;
+      return;
+    }
     if (this.tunnel) {
       // The client half-closed the tunnel: the FIN travels to the upstream.
       this.tunnel.body.end();

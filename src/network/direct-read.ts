@@ -1,0 +1,55 @@
+// Reads plain TCP sockets into one buffer shared by every socket on the thread, through
+// Node's `onread` mechanism, instead of Node's default read path: a fresh 64 KiB backing store
+// per read, shrunk to size, wrapped in a Buffer, then pushed through the Readable stream's
+// buffering and 'data' events. On the HTTP/1 proxy benchmark that default path is a measurable
+// share of each request (see BENCHMARKS.md), so the codecs read this way when they can.
+//
+// The chunk handed to the callback is a view of the shared buffer, valid only during the call:
+// whoever keeps bytes past it (a partial head, a body chunk, pipelined data) copies them.
+// Sharing one buffer is safe because reads are delivered one at a time on the event loop and
+// each is consumed before the next one can land.
+//
+// Node offers `onread` only as a constructor option (net.connect / new net.Socket); sockets a
+// server accepts are given the same two fields that option sets. Should a Node version lack
+// them, `readDirect` returns false and the caller keeps its 'data' listener.
+import net from 'node:net';
+
+type ReadCallback = (chunk: Buffer) => void;
+
+const SHARED = Buffer.allocUnsafe(64 * 1024);
+
+function socketSymbol(name: string): symbol | undefined {
+  return Object.getOwnPropertySymbols(new net.Socket()).find((s) => s.description === name);
+}
+
+const kBuffer = socketSymbol('kBuffer');
+const kBufferCb = socketSymbol('kBufferCb');
+
+interface StreamHandle {
+  useUserBuffer?: (buf: Uint8Array) => void;
+}
+
+/**
+ * Delivers the socket's bytes to `onRead` from the shared buffer. Returns false (and changes
+ * nothing) when the socket can't be read this way: TLS, a wrapped stream, bytes already buffered
+ * in its Readable side (after an unshift), or a Node without the mechanism. 'end', 'close',
+ * pause() and resume() keep working as usual.
+ */
+export function readDirect(socket: net.Socket, onRead: ReadCallback): boolean {
+  if (!kBuffer || !kBufferCb) return false;
+  if (socket.constructor !== net.Socket || socket.readableLength > 0) return false;
+  const s = socket as unknown as Record<symbol, unknown> & { _handle?: StreamHandle | null };
+  const handle = s._handle;
+  if (!handle || typeof handle.useUserBuffer !== 'function' || s[kBuffer]) return false;
+  s[kBuffer] = SHARED;
+  s[kBufferCb] = (n: number, buf: Buffer) => {
+    onRead(buf.subarray(0, n));
+  };
+  handle.useUserBuffer(SHARED);
+  return true;
+}
+
+/** A copy of a view that must outlive the read it came from. */
+export function own(view: Buffer): Buffer {
+  return Buffer.from(view);
+}
