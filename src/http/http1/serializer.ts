@@ -41,37 +41,68 @@ export function httpDate(): string {
   return cachedDate;
 }
 
-// Response heads are corked so a head and the body that follows in the same tick leave in one
-// writev. While an upstream read is being handled (the usual source of both), the uncork happens
-// when that read is done; otherwise on the next tick. This saves a process.nextTick per response.
-let readDepth = 0;
-let corked: net.Socket[] = [];
-let tickScheduled = false;
-
-function flushCorked(): void {
-  tickScheduled = false;
-  const list = corked;
-  if (list.length === 0) return;
-  corked = [];
-  for (const s of list) s.uncork();
+/**
+ * A response head and the body's first bytes (with chunked framing if `chunked`, and the last
+ * chunk if `last`) as one buffer: one socket write instead of a corked head, a chunk and a writev.
+ * The head is UTF-8 encoded, as Node's string writes are.
+ */
+export function headWithBody(head: string, chunk: Buffer, chunked: boolean, last: boolean): Buffer {
+  const size = chunked && chunk.length > 0 ? `${chunk.length.toString(16)}\r\n` : '';
+  const tail = !chunked
+    ? ''
+    : chunk.length > 0
+      ? last
+        ? `\r\n${LAST_CHUNK}`
+        : '\r\n'
+      : last
+        ? LAST_CHUNK
+        : '';
+  const headBytes = Buffer.byteLength(head);
+  const out = Buffer.allocUnsafe(headBytes + size.length + chunk.length + tail.length);
+  let off = out.write(head, 0, headBytes, 'utf8');
+  if (size) off += out.write(size, off, 'latin1');
+  off += chunk.copy(out, off);
+  if (tail) out.write(tail, off, 'latin1');
+  return out;
 }
 
-/** Corks `s` until the current upstream read (or, outside one, the current tick) is done. */
-export function corkForResponse(s: net.Socket): void {
-  s.cork();
-  corked.push(s);
+/** Bodies up to this size leave in one write with their head; larger ones follow it. */
+export const JOIN_HEAD_MAX_BODY = 16 * 1024;
+
+// A response head is held until its body's first bytes so both leave in one write. The body
+// usually comes in the same upstream read; when the read ends (or, outside one, the tick) without
+// it, the head goes out alone. This saves a process.nextTick per response.
+export interface HeldHead {
+  flushHead(): void;
+}
+
+let readDepth = 0;
+let held: HeldHead[] = [];
+let tickScheduled = false;
+
+function flushHeld(): void {
+  tickScheduled = false;
+  const list = held;
+  if (list.length === 0) return;
+  held = [];
+  for (const h of list) h.flushHead();
+}
+
+/** `h.flushHead()` runs when the current upstream read (or, outside one, the current tick) is done. */
+export function holdUntilReadEnds(h: HeldHead): void {
+  held.push(h);
   if (readDepth === 0 && !tickScheduled) {
     tickScheduled = true;
-    process.nextTick(flushCorked);
+    process.nextTick(flushHeld);
   }
 }
 
-/** Runs `fn(arg)` as one upstream read: responses it corks are flushed when it returns. */
+/** Runs `fn(arg)` as one upstream read: heads it holds are flushed when it returns. */
 export function inUpstreamRead<T>(fn: (arg: T) => void, self: unknown, arg: T): void {
   readDepth++;
   try {
     fn.call(self, arg);
   } finally {
-    if (--readDepth === 0 && corked.length > 0) flushCorked();
+    if (--readDepth === 0 && held.length > 0) flushHeld();
   }
 }

@@ -9,7 +9,16 @@ import { StreamTimer, timerMs } from '../../common/timers.js';
 import { own, readDirect } from '../../network/direct-read.js';
 import { BodySource, type ResponseSink, type ServerStream } from '../codec.js';
 import { Http1Parser, type MessageHead, ParseError } from './parser.js';
-import { corkForResponse, httpDate, LAST_CHUNK, serializeHead, writeChunk } from './serializer.js';
+import {
+  type HeldHead,
+  headWithBody,
+  holdUntilReadEnds,
+  httpDate,
+  JOIN_HEAD_MAX_BODY,
+  LAST_CHUNK,
+  serializeHead,
+  writeChunk,
+} from './serializer.js';
 
 const log = logger('http');
 
@@ -42,7 +51,7 @@ export interface Http1ServerCallbacks {
   onLimit(which: 'headers_timeout' | 'idle_headers' | 'max_duration' | 'max_requests'): void;
 }
 
-class Http1ServerStream implements ServerStream, ResponseSink {
+class Http1ServerStream implements ServerStream, ResponseSink, HeldHead {
   readonly headers: Headers;
   readonly body: BodySource;
   owner: { onStreamClose(complete: boolean): void } | undefined;
@@ -56,6 +65,8 @@ class Http1ServerStream implements ServerStream, ResponseSink {
   /** A CONNECT request: after a 2xx, the connection is a byte tunnel. */
   private readonly connect: boolean;
   private raw = false;
+  /** The response head, waiting for the body's first bytes to leave in the same write. */
+  private heldHead: string | undefined;
 
   constructor(
     private readonly conn: Http1ServerConnection,
@@ -142,20 +153,34 @@ class Http1ServerStream implements ServerStream, ResponseSink {
       s.write(head);
       this.finish();
     } else {
-      corkForResponse(s);
-      s.write(head);
+      this.heldHead = head;
+      holdUntilReadEnds(this);
     }
+  }
+
+  /** The body did not follow within the read: the head goes out alone. */
+  flushHead(): void {
+    const head = this.heldHead;
+    if (head === undefined) return;
+    this.heldHead = undefined;
+    if (!this.conn.socket.destroyed) this.conn.socket.write(head);
   }
 
   writeData(chunk: Buffer, endStream: boolean): boolean {
     if (this.finished) return true;
     const s = this.conn.socket;
     let ok = true;
-    if (this.chunked) {
+    const head = this.heldHead;
+    if (head !== undefined && chunk.length <= JOIN_HEAD_MAX_BODY) {
+      this.heldHead = undefined;
+      ok = s.write(headWithBody(head, chunk, this.chunked, endStream));
+    } else if (this.chunked) {
+      this.flushHead();
       if (chunk.length) ok = writeChunk(s, chunk);
       if (endStream) s.write(LAST_CHUNK);
-    } else if (chunk.length) {
-      ok = s.write(chunk);
+    } else {
+      this.flushHead();
+      if (chunk.length) ok = s.write(chunk);
     }
     // Backpressure at per_connection_buffer_limit_bytes: keep writing while the socket's
     // buffer is under the limit; past it, the caller waits for 'drain'.
@@ -170,6 +195,7 @@ class Http1ServerStream implements ServerStream, ResponseSink {
 
   writeTrailers(trailers: Headers): void {
     if (this.finished) return;
+    this.flushHead();
     const s = this.conn.socket;
     if (this.chunked) s.write(serializeHead('0\r\n', trailers));
     this.finish();
