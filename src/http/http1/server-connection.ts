@@ -319,6 +319,11 @@ export class Http1ServerConnection {
     if (!this.readPaused) this.socket.resume();
   }
 
+  /** Bytes read before this connection took the socket (codec sniffing). */
+  receive(chunk: Buffer): void {
+    if (!this.closed) this.onData(chunk);
+  }
+
   private onData(chunk: Buffer): void {
     if (this.tunnel) {
       this.tunnel.body.push(this.keep(chunk));
