@@ -11,7 +11,15 @@ let offset = POOL_SIZE;
 let fd: number | undefined;
 let useCrypto = false;
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+// Hex digits per byte value, as character codes; ids are formatted into one scratch buffer and
+// decoded once (a chain of string concatenations allocated ~600 bytes per id).
+const HEX_CODES = new Uint8Array(512);
+for (let i = 0; i < 256; i++) {
+  const s = i.toString(16).padStart(2, '0');
+  HEX_CODES[2 * i] = s.charCodeAt(0);
+  HEX_CODES[2 * i + 1] = s.charCodeAt(1);
+}
+const UUID_OUT = Buffer.alloc(36, 45 /* '-' */);
 
 function refill(): boolean {
   try {
@@ -32,28 +40,18 @@ export function randomUUID(): string {
   const b = pool;
   const o = offset;
   offset += 16;
-  return (
-    HEX[b[o]!]! +
-    HEX[b[o + 1]!]! +
-    HEX[b[o + 2]!]! +
-    HEX[b[o + 3]!]! +
-    '-' +
-    HEX[b[o + 4]!]! +
-    HEX[b[o + 5]!]! +
-    '-' +
-    HEX[(b[o + 6]! & 0x0f) | 0x40]! +
-    HEX[b[o + 7]!]! +
-    '-' +
-    HEX[(b[o + 8]! & 0x3f) | 0x80]! +
-    HEX[b[o + 9]!]! +
-    '-' +
-    HEX[b[o + 10]!]! +
-    HEX[b[o + 11]!]! +
-    HEX[b[o + 12]!]! +
-    HEX[b[o + 13]!]! +
-    HEX[b[o + 14]!]! +
-    HEX[b[o + 15]!]!
-  );
+  const out = UUID_OUT;
+  let p = 0;
+  for (let i = 0; i < 16; i++) {
+    let v = b[o + i]!;
+    if (i === 6)
+      v = (v & 0x0f) | 0x40; // version 4
+    else if (i === 8) v = (v & 0x3f) | 0x80; // RFC 4122 variant
+    if (p === 8 || p === 13 || p === 18 || p === 23) p++; // the dashes stay in place
+    out[p++] = HEX_CODES[2 * v]!;
+    out[p++] = HEX_CODES[2 * v + 1]!;
+  }
+  return out.toString('latin1', 0, 36);
 }
 
 /** `n` random bytes (n <= 4096), as crypto.randomBytes(n). */
