@@ -1,5 +1,6 @@
 // Node timers take at most 2^31-1 ms (about 24.8 days); a longer delay fires
 // after 1 ms. Configured and header-supplied timeouts are clamped through here.
+import { monotonicNow } from './clock.js';
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function timerMs(ms: number): number {
@@ -49,7 +50,7 @@ class TimerQueue {
 
   private wake(): void {
     this.timer = undefined;
-    const now = performance.now();
+    const now = monotonicNow();
     let t = this.head;
     while (t && t.at <= now) {
       this.remove(t);
@@ -87,7 +88,7 @@ export class StreamTimer {
     const d = Math.min(ms, MAX_TIMER_MS);
     let q = queues.get(d);
     if (!q) queues.set(d, (q = new TimerQueue(d)));
-    q.add(this, performance.now());
+    q.add(this, monotonicNow());
   }
 
   /** Restarts the countdown (if armed). */
@@ -95,7 +96,7 @@ export class StreamTimer {
     const q = this.queue;
     if (!q) return;
     q.remove(this);
-    q.add(this, performance.now());
+    q.add(this, monotonicNow());
   }
 
   disarm(): void {

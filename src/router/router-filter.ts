@@ -3,6 +3,7 @@
 // streams the response back with backpressure, and turns failures into
 // Envoy's local replies and response flags.
 
+import { monotonicNow } from '../common/clock.js';
 import type { Headers } from '../common/substitution-formatter.js';
 import { StreamTimer, timerMs } from '../common/timers.js';
 import type { ExtensionFactory } from '../extensions/registry.js';
@@ -31,8 +32,8 @@ import { RetryState, STRICT_CHECKABLE_HEADERS, validControlHeader } from './retr
  */
 class Attempt implements UpstreamCallbacks {
   req!: UpstreamRequest;
-  /** performance.now() when the attempt started. */
-  readonly start = performance.now();
+  /** When the attempt started (common/clock). */
+  readonly start = monotonicNow();
   perTryTimer: NodeJS.Timeout | undefined;
   idleTimer: NodeJS.Timeout | undefined;
   ended = false;
@@ -553,7 +554,7 @@ class RouterFilter implements HttpFilter {
     // An upstream that says it is failing its health checks is taken out at once (Envoy).
     if (resHeaders['x-envoy-immediate-health-check-fail'] !== undefined)
       a.host.healthChecker?.setUnhealthy('IMMEDIATE_HEALTH_CHECK_FAIL');
-    const elapsedMs = Math.floor(performance.now() - a.start);
+    const elapsedMs = Math.floor(monotonicNow() - a.start);
     a.host.outlier?.putResponseTimeMs(elapsedMs);
     const retry = this.retry;
     if (retry && !(upgrade && status === 101)) {
@@ -606,7 +607,7 @@ class RouterFilter implements HttpFilter {
   /** The upstream response is complete: the request is done. */
   private onAttemptComplete(a: Attempt): void {
     // Envoy's upstream_rq_time: from the upstream request's start to its complete response.
-    this.cluster?.stats.upstream_rq_time.recordValue(performance.now() - a.start);
+    this.cluster?.stats.upstream_rq_time.recordValue(monotonicNow() - a.start);
     this.endAttempt(a);
     this.finish();
   }
