@@ -15,6 +15,7 @@ import { Level, logger } from '../common/logger.js';
 import { randomUUID } from '../common/random.js';
 import type { FormatContext, Headers } from '../common/substitution-formatter.js';
 import { StreamTimer, timerMs } from '../common/timers.js';
+import { own, readDirect } from '../network/direct-read.js';
 import {
   connectionAddresses,
   type DownstreamConnection,
@@ -252,36 +253,54 @@ export class ConnectionManager implements NetworkFilter {
    * back in the socket (unshift), where Node's session takes them and keeps the native handle.
    */
   private sniff(socket: Socket, conn: DownstreamConnection): void {
-    socket.resume();
     // A client that closes, or stays silent past the idle timeout, before saying enough is dropped.
-    const idle =
-      this.config.idleTimeoutMs > 0
-        ? setTimeout(() => socket.destroy(), timerMs(this.config.idleTimeoutMs)).unref()
-        : undefined;
+    const idleMs = this.config.idleTimeoutMs;
+    const idle = idleMs > 0 ? new StreamTimer(() => socket.destroy()) : undefined;
+    idle?.arm(idleMs);
     const giveUp = () => {
-      clearTimeout(idle);
+      idle?.disarm();
       socket.destroy();
     };
     socket.once('end', giveUp);
-    socket.once('close', () => clearTimeout(idle));
-    let seen: Buffer = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      seen = seen.length ? Buffer.concat([seen, chunk]) : chunk;
-      const n = Math.min(seen.length, H2_PREFACE.length);
-      const isH2Prefix = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
-      if (isH2Prefix && seen.length < H2_PREFACE.length) return; // need more bytes to decide
-      socket.off('data', onData);
+    socket.once('close', () => idle?.disarm());
+    let seen: Buffer | undefined;
+    let decided = false;
+    // `transient`: the chunk is a view of the shared read buffer (network/direct-read).
+    const onBytes = (chunk: Buffer, transient: boolean) => {
+      if (decided) {
+        // Node's HTTP/2 session reads the handle itself from the handoff on.
+        log.error('bytes read after an HTTP/2 handoff; closing the connection');
+        socket.destroy();
+        return;
+      }
+      const all = seen ? Buffer.concat([seen, chunk]) : chunk;
+      const n = Math.min(all.length, H2_PREFACE.length);
+      const isH2Prefix = all.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (isH2Prefix && all.length < H2_PREFACE.length) {
+        seen = transient && all === chunk ? own(chunk) : all; // need more bytes to decide
+        return;
+      }
       socket.off('end', giveUp);
-      clearTimeout(idle);
-      socket.pause();
+      idle?.disarm();
       if (isH2Prefix) {
-        socket.unshift(seen);
+        decided = true;
+        if (!direct) socket.off('data', onData);
+        socket.pause();
+        socket.unshift(transient && all === chunk ? own(chunk) : all);
         this.toHttp2(socket);
       } else {
-        this.toHttp1(socket, conn, seen);
+        if (!direct) {
+          socket.off('data', onData);
+          socket.pause();
+        }
+        // The HTTP/1 connection takes the reads over (and parses these bytes within this read).
+        this.toHttp1(socket, conn, all);
       }
     };
-    socket.on('data', onData);
+    const onData = (chunk: Buffer) => onBytes(chunk, false);
+    const direct = socket instanceof net.Socket && readDirect(socket, (c) => onBytes(c, true));
+    if (!direct) socket.on('data', onData);
+    socket.resume();
   }
 
   /** `initial`: bytes already read from the socket (while sniffing), parsed first. */

@@ -39,12 +39,18 @@ export function readDirect(socket: net.Socket, onRead: ReadCallback): boolean {
   if (!kBuffer || !kBufferCb) return false;
   if (socket.constructor !== net.Socket || socket.readableLength > 0) return false;
   const s = socket as unknown as Record<symbol, unknown> & { _handle?: StreamHandle | null };
+  const cb = (n: number, buf: Buffer) => {
+    onRead(buf.subarray(0, n));
+  };
+  if (s[kBuffer] === SHARED) {
+    // Already read this way (codec sniffing): the new reader takes over from the next read.
+    s[kBufferCb] = cb;
+    return true;
+  }
   const handle = s._handle;
   if (!handle || typeof handle.useUserBuffer !== 'function' || s[kBuffer]) return false;
   s[kBuffer] = SHARED;
-  s[kBufferCb] = (n: number, buf: Buffer) => {
-    onRead(buf.subarray(0, n));
-  };
+  s[kBufferCb] = cb;
   handle.useUserBuffer(SHARED);
   return true;
 }

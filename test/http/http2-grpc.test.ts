@@ -3,7 +3,7 @@
 // end with @grpc/grpc-js, including Envoy's gRPC local replies.
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
-import type net from 'node:net';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -254,6 +254,61 @@ describe('HTTP/2 and gRPC', () => {
       await closeH2(s);
     }
     assert.equal(await stat(h.adminPort, 'http.auto.downstream_cx_http2_total'), 1);
+  });
+
+  it('codec AUTO waits for a preface that arrives in pieces, and an HTTP/1 head sent byte by byte', async () => {
+    // A relay in front of Herald cuts the client's first bytes: 5 bytes of the preface, a pause,
+    // then the rest, so the codec has to decide across reads.
+    const relay = net.createServer((c) => {
+      const up = net.connect(h.port('auto'), '127.0.0.1');
+      let first = true;
+      c.on('data', (d: Buffer) => {
+        if (!first) return void up.write(d);
+        first = false;
+        up.write(d.subarray(0, 5));
+        c.pause();
+        setTimeout(() => {
+          up.write(d.subarray(5));
+          c.resume();
+        }, 40);
+      });
+      up.pipe(c);
+      c.on('close', () => up.destroy());
+      up.on('close', () => c.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    try {
+      const s = await h2Connect((relay.address() as net.AddressInfo).port);
+      try {
+        for (const path of ['/h1/split-1', '/h1/split-2']) {
+          const r = await h2Request(s, { ':path': path });
+          assert.equal(r.status, 200);
+          assert.equal(JSON.parse(r.body).url, path);
+        }
+      } finally {
+        await closeH2(s);
+      }
+    } finally {
+      await new Promise((r) => relay.close(r));
+    }
+    const head = 'GET /h1/bytewise HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
+    const text = await new Promise<string>((resolve, reject) => {
+      const c = net.connect(h.port('auto'), '127.0.0.1');
+      const got: Buffer[] = [];
+      let i = 0;
+      const next = () => {
+        if (i < head.length) {
+          c.write(head[i++]!);
+          setTimeout(next, 1);
+        }
+      };
+      c.on('connect', next);
+      c.on('data', (d: Buffer) => got.push(d));
+      c.on('close', () => resolve(Buffer.concat(got).toString()));
+      c.on('error', reject);
+    });
+    assert.match(text, /^HTTP\/1\.1 200 /);
+    assert.match(text, /"url":"\/h1\/bytewise"/);
   });
 
   it('HTTP/1.1 still works on codec AUTO', async () => {
