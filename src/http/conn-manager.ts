@@ -28,7 +28,7 @@ import { ActiveStream, formatHeaders, stripHopByHop } from './active-stream.js';
 import type { ServerStream } from './codec.js';
 import type { ConnectionManagerConfig } from './conn-manager-config.js';
 import type { DownstreamInfo } from './filter.js';
-import { Http1ServerConnection } from './http1/server-connection.js';
+import { Http1ServerConnection, type Http1ServerOptions } from './http1/server-connection.js';
 import { Http2ServerStreamAdapter } from './http2/server-stream.js';
 import { type PathResult, transformPath } from './path-utility.js';
 import { ResponseFlag, StreamInfo } from './stream-info.js';
@@ -218,6 +218,7 @@ function cleanInternalHeaders(h: Headers): void {
 export class ConnectionManager implements NetworkFilter {
   private h2?: http2.Http2Server;
   private pendingConn: DownstreamConnection | undefined;
+  private http1Options: Http1ServerOptions | undefined;
 
   constructor(
     readonly config: ConnectionManagerConfig,
@@ -307,9 +308,10 @@ export class ConnectionManager implements NetworkFilter {
   private toHttp1(socket: Socket, conn: DownstreamConnection, initial?: Buffer): void {
     this.stats.downstream_cx_http1_total.inc();
     const cfg = this.config;
-    const http1 = new Http1ServerConnection(
-      socket,
-      {
+    // The options are the same for every connection of a listener: built once, not per connection.
+    let options = this.http1Options;
+    if (options?.bufferLimit !== conn.bufferLimit) {
+      options = this.http1Options = {
         maxHeaderBytes: cfg.maxRequestHeadersKb * 1024,
         maxHeaderCount: cfg.maxHeadersCount,
         idleTimeoutMs: cfg.idleTimeoutMs,
@@ -320,22 +322,21 @@ export class ConnectionManager implements NetworkFilter {
         streamIdleTimeoutMs: cfg.streamIdleTimeoutMs,
         maxConnectionDurationMs: cfg.maxConnectionDurationMs,
         maxRequestsPerConnection: cfg.maxRequestsPerConnection,
+      };
+    }
+    const http1 = new Http1ServerConnection(socket, options, conn.tls ? 'https' : 'http', {
+      onStream: (s) => this.onStream(s, conn),
+      onProtocolError: (e) => {
+        // A request the codec rejects still counts as a request answered with its status.
+        const st = this.stats;
+        st.downstream_cx_protocol_error.inc();
+        st.downstream_rq_total.inc();
+        st.downstream_rq_http1_total.inc();
+        st.responseClass(e.status);
+        this.logProtocolError(conn, e.status, e.details);
       },
-      conn.tls ? 'https' : 'http',
-      {
-        onStream: (s) => this.onStream(s, conn),
-        onProtocolError: (e) => {
-          // A request the codec rejects still counts as a request answered with its status.
-          const st = this.stats;
-          st.downstream_cx_protocol_error.inc();
-          st.downstream_rq_total.inc();
-          st.downstream_rq_http1_total.inc();
-          st.responseClass(e.status);
-          this.logProtocolError(conn, e.status, e.details);
-        },
-        onLimit: (which) => this.onLimit(which),
-      },
-    );
+      onLimit: (which) => this.onLimit(which),
+    });
     conn.onDrain?.((closeIdle) => http1.drain(closeIdle));
     socket.resume();
     if (initial) http1.receive(initial);

@@ -130,30 +130,67 @@ function isLoopbackOrSame(c: ConnectionFacts): boolean {
   return r === c.localAddress.replace(/^::ffff:/, '') || r.startsWith('127.') || r === '::1';
 }
 
-const CRITERIA: Criterion[] = [
-  (m, c) => (m.destinationPort === undefined ? 0 : m.destinationPort === c.localPort ? 1 : -1),
-  (m, c) => bestCidr(m.prefixRanges, c.localAddress),
-  (m, c) => serverNameScore(m.serverNames, c.serverName),
-  (m, c) => (m.transportProtocol === '' ? 0 : m.transportProtocol === c.transportProtocol ? 1 : -1),
-  (m, c) =>
-    m.applicationProtocols.length === 0
-      ? 0
-      : m.applicationProtocols.some((p) => c.applicationProtocols.includes(p))
-        ? 1
-        : -1,
-  (m, c) => bestCidr(m.directSourcePrefixRanges, c.remoteAddress),
-  (m, c) =>
-    m.sourceType === 'ANY' ? 0 : (m.sourceType === 'SAME_IP_OR_LOOPBACK') === isLoopbackOrSame(c) ? 1 : -1,
-  (m, c) => bestCidr(m.sourcePrefixRanges, c.remoteAddress),
-  (m, c) => (m.sourcePorts.length === 0 ? 0 : m.sourcePorts.includes(c.remotePort) ? 1 : -1),
+/** Envoy's criteria in order, each with whether a match names it. */
+const CRITERIA: Array<{ score: Criterion; named: (m: FilterChainMatch) => boolean }> = [
+  {
+    score: (m, c) => (m.destinationPort === undefined ? 0 : m.destinationPort === c.localPort ? 1 : -1),
+    named: (m) => m.destinationPort !== undefined,
+  },
+  { score: (m, c) => bestCidr(m.prefixRanges, c.localAddress), named: (m) => m.prefixRanges.length > 0 },
+  { score: (m, c) => serverNameScore(m.serverNames, c.serverName), named: (m) => m.serverNames.length > 0 },
+  {
+    score: (m, c) => (m.transportProtocol === '' ? 0 : m.transportProtocol === c.transportProtocol ? 1 : -1),
+    named: (m) => m.transportProtocol !== '',
+  },
+  {
+    score: (m, c) =>
+      m.applicationProtocols.length === 0
+        ? 0
+        : m.applicationProtocols.some((p) => c.applicationProtocols.includes(p))
+          ? 1
+          : -1,
+    named: (m) => m.applicationProtocols.length > 0,
+  },
+  {
+    score: (m, c) => bestCidr(m.directSourcePrefixRanges, c.remoteAddress),
+    named: (m) => m.directSourcePrefixRanges.length > 0,
+  },
+  {
+    score: (m, c) =>
+      m.sourceType === 'ANY' ? 0 : (m.sourceType === 'SAME_IP_OR_LOOPBACK') === isLoopbackOrSame(c) ? 1 : -1,
+    named: (m) => m.sourceType !== 'ANY',
+  },
+  {
+    score: (m, c) => bestCidr(m.sourcePrefixRanges, c.remoteAddress),
+    named: (m) => m.sourcePrefixRanges.length > 0,
+  },
+  {
+    score: (m, c) => (m.sourcePorts.length === 0 ? 0 : m.sourcePorts.includes(c.remotePort) ? 1 : -1),
+    named: (m) => m.sourcePorts.length > 0,
+  },
 ];
+
+/**
+ * The criteria some chain of `chains` names, computed once per chain list: a criterion no chain
+ * names scores 0 everywhere and cannot change the outcome, and most listeners (one chain, no
+ * match) then need no work per connection.
+ */
+const namedCriteria = new WeakMap<readonly { match: FilterChainMatch }[], Criterion[]>();
+function criteriaFor(chains: readonly { match: FilterChainMatch }[]): Criterion[] {
+  let list = namedCriteria.get(chains);
+  if (!list) {
+    list = CRITERIA.filter((c) => chains.some((ch) => c.named(ch.match))).map((c) => c.score);
+    namedCriteria.set(chains, list);
+  }
+  return list;
+}
 
 export function selectFilterChain<T extends { match: FilterChainMatch }>(
   chains: readonly T[],
   c: ConnectionFacts,
 ): T | undefined {
   let candidates = chains as T[];
-  for (const crit of CRITERIA) {
+  for (const crit of criteriaFor(chains)) {
     let best = 0;
     let winners: T[] = [];
     const unnamed: T[] = [];
