@@ -64,7 +64,6 @@ enum State {
 }
 
 const CRLF = 0x0a0d; // "\r\n" read as little-endian uint16
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: .*)?$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** TOKEN's characters as a table (1 = allowed), for names checked in a loop. */
 const TOKEN_CHAR = new Uint8Array(128);
@@ -444,10 +443,26 @@ export class Http1Parser {
       else if (version === 'HTTP/1.0') head.minor = 0;
       else throw new ParseError(400, 'http1.codec_error', `unsupported version '${version.slice(0, 16)}'`);
     } else {
-      const m = STATUS_LINE.exec(first);
-      if (!m) throw new ParseError(400, 'http1.codec_error', 'malformed status line');
-      head.minor = m[1] === '0' ? 0 : 1;
-      head.status = Number(m[2]);
+      // HTTP/1.x SP 3DIGIT [SP reason]: checked by character (a regex match allocated per response).
+      const minor = first.charCodeAt(7) - 48;
+      const d0 = first.charCodeAt(9) - 48;
+      const d1 = first.charCodeAt(10) - 48;
+      const d2 = first.charCodeAt(11) - 48;
+      if (
+        !first.startsWith('HTTP/1.') ||
+        (minor !== 0 && minor !== 1) ||
+        first.charCodeAt(8) !== 32 ||
+        !(d0 >= 1 && d0 <= 9 && d1 >= 0 && d1 <= 9 && d2 >= 0 && d2 <= 9) ||
+        (first.length > 12 && first.charCodeAt(12) !== 32)
+      )
+        throw new ParseError(400, 'http1.codec_error', 'malformed status line');
+      for (let i = 13; i < first.length; i++) {
+        const c = first.charCodeAt(i);
+        if ((c < 32 && c !== 9) || c === 127)
+          throw new ParseError(400, 'http1.codec_error', 'malformed status line');
+      }
+      head.minor = minor;
+      head.status = d0 * 100 + d1 * 10 + d2;
     }
     let h = head.headers;
     if (firstEnd >= 0 && !this.addCleanHeaders(h, block, firstEnd + 2)) {

@@ -626,8 +626,27 @@ describe('Http1Parser: errors', () => {
     }
   });
 
+  it('a status line without a reason phrase, or with a tab in it, is accepted', () => {
+    for (const [line, status] of [
+      ['HTTP/1.1 204', 204],
+      ['HTTP/1.0 302 Found\there', 302],
+    ] as const) {
+      everySplit('response', `${line}\r\nContent-Length: 0\r\n\r\n`, (r, how) => {
+        assert.equal(r.messages[0]?.head.status, status, how);
+      });
+    }
+  });
+
   it('a status line with a bad version or a status that is not three digits is 400', () => {
-    for (const line of ['HTTP/1.x 200 OK', 'HTTP/1.1 2000 OK', 'HTTP/1.1 1e2 OK']) {
+    for (const line of [
+      'HTTP/1.x 200 OK',
+      'HTTP/1.1 2000 OK',
+      'HTTP/1.1 1e2 OK',
+      'HTTP/1.2 200 OK',
+      'HTTP/1.1 20',
+      'HTTP/1.1 200 O\nX-Injected: 1',
+      'HTTP/1.1 200 O\x00K',
+    ]) {
       rejects('response', `${line}\r\nContent-Length: 0\r\n\r\n`, 400);
     }
   });
