@@ -46,7 +46,8 @@ export function formatHeaders(h: Headers): string {
 export function stripHopByHop(h: Headers): void {
   // Headers the Connection header names are hop-by-hop too (RFC 9110 7.6.1).
   const conn = h.connection;
-  if (conn !== undefined) {
+  // The usual values name no other header: no need to tokenize them.
+  if (conn !== undefined && conn !== 'keep-alive' && conn !== 'close' && conn !== 'Keep-Alive') {
     for (const t of (Array.isArray(conn) ? conn.join(',') : conn).split(',')) {
       const name = t.trim().toLowerCase();
       if (
