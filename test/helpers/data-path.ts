@@ -164,13 +164,37 @@ export async function startEcho(
   };
 }
 
-/** A port that was bound and released, so connecting to it is refused. */
+/**
+ * A port nothing listens on, so connecting to it is refused. It is taken below the kernel's
+ * ephemeral range (where every `listen(0)` and outgoing connection of the suite gets its port),
+ * so a server another test starts meanwhile cannot land on it; checked free by binding it once.
+ */
 export async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
+  const [low] = ephemeralRange();
+  for (;;) {
+    const port = 10000 + Math.floor(Math.random() * Math.max(1, low - 10000));
+    const s = net.createServer();
+    const free = await new Promise<boolean>((r) => {
+      s.once('error', () => r(false));
+      s.listen(port, '127.0.0.1', () => r(true));
+    });
+    if (free) {
+      await new Promise((r) => s.close(r));
+      return port;
+    }
+  }
+}
+
+function ephemeralRange(): [number, number] {
+  try {
+    const [a, b] = fs
+      .readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (a && b && a > 10001) return [a, b];
+  } catch {}
+  return [32768, 60999];
 }
 
 export interface RawResult {
