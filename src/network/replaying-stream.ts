@@ -1,16 +1,17 @@
 // A Duplex over a socket that first yields bytes already read from it.
-// Node's TLS and HTTP/2 read a net.Socket's handle directly and would miss
-// bytes that were read in JavaScript (by a listener filter, or while sniffing
-// the HTTP/2 preface); handing them this stream instead keeps every byte.
-// It costs a JavaScript hop per read, so it is used only when bytes were read.
-// TODO(perf): peek with MSG_PEEK instead, so the native handle can be kept.
+// Node's TLS reads a net.Socket's handle directly and would miss bytes that
+// were read in JavaScript (by a listener filter where peeking is unavailable);
+// handing it this stream instead keeps every byte. Node's HTTP/2 session gets
+// one over a TLS socket made elsewhere, which it cannot drive by its handle.
+// It costs a JavaScript hop per read, so it is used only where needed: listener
+// filters peek (network/peek.ts), and plaintext HTTP/2 gets its sniffed bytes
+// back through unshift, which Node's session reads.
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
 
 /**
  * A stream over `socket` that first yields `head` (bytes already read while
  * sniffing), then the socket's own data. Writes go straight to the socket.
- * TODO(perf): peek with MSG_PEEK instead, so h2c keeps the native handle.
  */
 export function replayingStream(socket: net.Socket, head: Buffer): Duplex {
   const d = new Duplex({
