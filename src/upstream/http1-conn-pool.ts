@@ -19,7 +19,7 @@ import {
   writeChunk,
 } from '../http/http1/serializer.js';
 import { nextConnectionId } from '../network/connection-id.js';
-import { own, readDirect } from '../network/direct-read.js';
+import { readDirect } from '../network/direct-read.js';
 import type { ClusterStats } from './cluster.js';
 import { DeferredRequest } from './deferred-request.js';
 import type { Host } from './host.js';
@@ -226,7 +226,7 @@ export class Http1ClientConnection {
   private onData(chunk: Buffer): void {
     const stream = this.stream;
     if (stream?.tunnel) {
-      if (!stream.aborted) stream.cb.onData(this.keep(chunk), false);
+      if (!stream.aborted) stream.cb.onData(this.parser.keep(chunk), false);
       return;
     }
     if (!stream) {
@@ -251,7 +251,7 @@ export class Http1ClientConnection {
         }
         if (stream.tunnel) {
           // Switched protocols (or CONNECT established): whatever follows belongs to the tunnel.
-          if (rest?.length && !stream.aborted) stream.cb.onData(this.keep(rest), false);
+          if (rest?.length && !stream.aborted) stream.cb.onData(this.parser.keep(rest), false);
           break;
         }
         this.finishResponse((rest?.length ?? 0) > 0);
@@ -265,11 +265,6 @@ export class Http1ClientConnection {
       this.destroy();
       return;
     }
-  }
-
-  /** Bytes of a read that outlive it (see network/direct-read). */
-  private keep(chunk: Buffer): Buffer {
-    return this.parser.transientInput ? own(chunk) : chunk;
   }
 
   private onHead(h: MessageHead): void {

@@ -243,6 +243,33 @@ export function rawExchange(
   });
 }
 
+/**
+ * Writes `steps` on a fresh TCP connection, each `atMs` after connecting (`end` half-closes after
+ * its data), and resolves with everything read once the peer ends its side.
+ */
+export function rawTimeline(
+  port: number,
+  steps: Array<{ atMs: number; data: string; end?: boolean }>,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const chunks: Buffer[] = [];
+    s.on('connect', () => {
+      for (const step of steps) {
+        const send = () => (step.end ? s.end(step.data) : s.write(step.data));
+        if (step.atMs > 0) setTimeout(send, step.atMs);
+        else send();
+      }
+    });
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('end', () => {
+      resolve(Buffer.concat(chunks).toString());
+      s.destroy();
+    });
+    s.on('error', reject);
+  });
+}
+
 export interface H2Reply {
   status: number;
   headers: http2.IncomingHttpHeaders;

@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { cluster, httpConfig, rawExchange } from '../helpers/data-path.js';
+import { cluster, httpConfig, rawExchange, rawTimeline } from '../helpers/data-path.js';
 import { type Running, request, startHerald, stat } from '../helpers/harness.js';
 
 interface SeenReq {
@@ -217,22 +217,15 @@ describe('HTTP/1.1 downstream', () => {
   });
 
   it('pipelined requests followed by a half-close are all answered before the connection closes', async () => {
-    const text = await new Promise<string>((resolve, reject) => {
-      const s = net.connect({ port: h.port(), host: '127.0.0.1', allowHalfOpen: true });
-      const chunks: Buffer[] = [];
-      s.on('connect', () => {
-        // The first request is slow, so the others and the FIN arrive while it is in flight.
-        s.write('GET /delay/150/one HTTP/1.1\r\nHost: p\r\n\r\n');
-        setTimeout(() => {
-          s.end(
-            'GET /delay/0/two HTTP/1.1\r\nHost: p\r\n\r\nGET /delay/20/three HTTP/1.1\r\nHost: p\r\n\r\n',
-          );
-        }, 30);
-      });
-      s.on('data', (c: Buffer) => chunks.push(c));
-      s.on('end', () => resolve(Buffer.concat(chunks).toString()));
-      s.on('error', reject);
-    });
+    // The first request is slow, so the others and the FIN arrive while it is in flight.
+    const text = await rawTimeline(h.port(), [
+      { atMs: 0, data: 'GET /delay/150/one HTTP/1.1\r\nHost: p\r\n\r\n' },
+      {
+        atMs: 30,
+        data: 'GET /delay/0/two HTTP/1.1\r\nHost: p\r\n\r\nGET /delay/20/three HTTP/1.1\r\nHost: p\r\n\r\n',
+        end: true,
+      },
+    ]);
     assert.equal(text.match(/HTTP\/1\.1 200 /g)?.length, 3, text);
     const a = text.indexOf('tag:one');
     const b = text.indexOf('tag:two');
@@ -241,23 +234,13 @@ describe('HTTP/1.1 downstream', () => {
   });
 
   it('a request sent while the previous response is in flight is answered after it', async () => {
-    const r = await new Promise<string>((resolve, reject) => {
-      const s = net.connect({ port: h.port(), host: '127.0.0.1' });
-      const chunks: Buffer[] = [];
-      s.on('connect', () => {
-        s.write('GET /delay/120/slow HTTP/1.1\r\nHost: p\r\n\r\n');
-        // Sent in two pieces while the first request waits on its upstream.
-        setTimeout(
-          () => s.write('POST /echo/late HTTP/1.1\r\nHost: p\r\nContent-Length: 9\r\n\r\nhello'),
-          20,
-        );
-        setTimeout(() => s.write(' you'), 50);
-        setTimeout(() => s.write('GET /delay/0/last HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n'), 70);
-      });
-      s.on('data', (c: Buffer) => chunks.push(c));
-      s.on('close', () => resolve(Buffer.concat(chunks).toString()));
-      s.on('error', reject);
-    });
+    // The second request is sent in two pieces while the first waits on its upstream.
+    const r = await rawTimeline(h.port(), [
+      { atMs: 0, data: 'GET /delay/120/slow HTTP/1.1\r\nHost: p\r\n\r\n' },
+      { atMs: 20, data: 'POST /echo/late HTTP/1.1\r\nHost: p\r\nContent-Length: 9\r\n\r\nhello' },
+      { atMs: 50, data: ' you' },
+      { atMs: 70, data: 'GET /delay/0/last HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n' },
+    ]);
     assert.equal(r.match(/HTTP\/1\.1 200 /g)?.length, 3, r);
     const a = r.indexOf('tag:slow');
     const b = r.indexOf('hello you');

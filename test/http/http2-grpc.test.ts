@@ -18,6 +18,7 @@ import {
   listener,
   type Obj,
   rawExchange,
+  rawTimeline,
   simpleRouteConfig,
   startEcho,
 } from '../helpers/data-path.js';
@@ -292,21 +293,10 @@ describe('HTTP/2 and gRPC', () => {
       await new Promise((r) => relay.close(r));
     }
     const head = 'GET /h1/bytewise HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
-    const text = await new Promise<string>((resolve, reject) => {
-      const c = net.connect(h.port('auto'), '127.0.0.1');
-      const got: Buffer[] = [];
-      let i = 0;
-      const next = () => {
-        if (i < head.length) {
-          c.write(head[i++]!);
-          setTimeout(next, 1);
-        }
-      };
-      c.on('connect', next);
-      c.on('data', (d: Buffer) => got.push(d));
-      c.on('close', () => resolve(Buffer.concat(got).toString()));
-      c.on('error', reject);
-    });
+    const text = await rawTimeline(
+      h.port('auto'),
+      [...head].map((ch, i) => ({ atMs: i, data: ch })),
+    );
     assert.match(text, /^HTTP\/1\.1 200 /);
     assert.match(text, /"url":"\/h1\/bytewise"/);
   });

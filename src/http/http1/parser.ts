@@ -176,6 +176,11 @@ export class Http1Parser {
    */
   transientInput = false;
 
+  /** Bytes of the caller's input that outlive the call (a pipelined rest, tunnel bytes). */
+  keep(chunk: Buffer): Buffer {
+    return this.transientInput ? own(chunk) : chunk;
+  }
+
   constructor(
     readonly kind: 'request' | 'response',
     private readonly limits: ParserLimits,

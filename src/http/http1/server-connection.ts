@@ -6,7 +6,7 @@ import type net from 'node:net';
 import { logger } from '../../common/logger.js';
 import type { Headers } from '../../common/substitution-formatter.js';
 import { StreamTimer, timerMs } from '../../common/timers.js';
-import { own, readDirect } from '../../network/direct-read.js';
+import { readDirect } from '../../network/direct-read.js';
 import { BodySource, type ResponseSink, type ServerStream } from '../codec.js';
 import { Http1Parser, type MessageHead, ParseError } from './parser.js';
 import {
@@ -326,22 +326,17 @@ export class Http1ServerConnection {
 
   private onData(chunk: Buffer): void {
     if (this.tunnel) {
-      this.tunnel.body.push(this.keep(chunk));
+      this.tunnel.body.push(this.parser.keep(chunk));
       return;
     }
     if (this.readPaused) {
-      this.backlog = this.backlog ? Buffer.concat([this.backlog, chunk]) : this.keep(chunk);
+      this.backlog = this.backlog ? Buffer.concat([this.backlog, chunk]) : this.parser.keep(chunk);
       // Pipelined bytes are held, not parsed, until the response in flight is done; past the
       // buffer limit the socket stops being read.
       if (this.backlog.length >= this.options.bufferLimit) this.socket.pause();
       return;
     }
     this.feed(chunk);
-  }
-
-  /** Bytes of a read that outlive it (see network/direct-read). */
-  private keep(chunk: Buffer): Buffer {
-    return this.parser.transientInput ? own(chunk) : chunk;
   }
 
   private feed(chunk: Buffer): void {
@@ -374,7 +369,7 @@ export class Http1ServerConnection {
       if (this.active?.upgradeRequest) {
         // Bytes after an upgrade request are the tunnel's, whatever the upstream answers.
         this.tunnel = this.active;
-        if (rest?.length) this.tunnel.body.push(this.keep(rest));
+        if (rest?.length) this.tunnel.body.push(this.parser.keep(rest));
         return;
       }
       if (this.active && !this.active.finished) {
@@ -382,7 +377,8 @@ export class Http1ServerConnection {
         // paused: most requests complete before their response, and pausing would cost two
         // epoll_ctl calls per request; onData holds what arrives meanwhile.
         this.readPaused = true;
-        if (rest?.length) this.backlog = this.backlog ? Buffer.concat([rest, this.backlog]) : this.keep(rest);
+        if (rest?.length)
+          this.backlog = this.backlog ? Buffer.concat([rest, this.backlog]) : this.parser.keep(rest);
         return;
       }
       this.parser.reset();
@@ -400,7 +396,7 @@ export class Http1ServerConnection {
 
   private waitForDrain(rest: Buffer): void {
     this.readPaused = true;
-    this.backlog = this.backlog ? Buffer.concat([rest, this.backlog]) : this.keep(rest);
+    this.backlog = this.backlog ? Buffer.concat([rest, this.backlog]) : this.parser.keep(rest);
     this.socket.once('drain', () => {
       if (this.active || this.closed) return; // onResponseComplete resumes once that response ends
       this.releaseBacklog();
