@@ -544,7 +544,7 @@ export class ConnectionManager implements NetworkFilter {
     const cfg = this.config;
     stripHopByHop(h);
     // A client never decides that it is internal.
-    delete h['x-envoy-internal'];
+    if (h['x-envoy-internal'] !== undefined) delete h['x-envoy-internal'];
     const xffRaw = h['x-forwarded-for'];
     const xff =
       xffRaw === undefined

@@ -56,6 +56,15 @@ export class HeaderMutations {
   }
 }
 
+/**
+ * A config string as the bytes it stands for (UTF-8), one char per byte: header values are byte
+ * strings in Herald (read and written as latin1), so a non-ASCII value leaves as its UTF-8 bytes.
+ */
+export function byteString(s: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the ASCII range
+  return /[^\x00-\x7f]/.test(s) ? Buffer.from(s, 'utf8').toString('latin1') : s;
+}
+
 export const NO_MUTATIONS = new HeaderMutations([], []);
 
 /** Compiles `<prefix>_headers_to_add` and `<prefix>_headers_to_remove` of a message. */
@@ -65,7 +74,7 @@ export function compileHeaderMutations(r: Reader, prefix: 'request' | 'response'
     const h = o.msg('header')!;
     const key = h.str('key', '').toLowerCase();
     if (h.has('raw_value')) throw h.error('raw_value', 'raw_value is not supported; use value');
-    const raw = h.str('value', '');
+    const raw = byteString(h.str('value', ''));
     let value: SubstitutionFormatter;
     try {
       value = new SubstitutionFormatter(raw, '');

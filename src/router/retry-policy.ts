@@ -214,11 +214,12 @@ export class RetryState {
         state = new RetryState(policy, cluster, resources, h);
       if (state && state.retryOn === 0) state = undefined;
     }
-    delete h['x-envoy-retry-on'];
-    delete h['x-envoy-retry-grpc-on'];
-    delete h['x-envoy-max-retries'];
-    delete h['x-envoy-retriable-status-codes'];
-    delete h['x-envoy-retriable-header-names'];
+    // Guarded: `delete` of an absent key is still a runtime call, and most requests carry none.
+    if (h['x-envoy-retry-on'] !== undefined) delete h['x-envoy-retry-on'];
+    if (h['x-envoy-retry-grpc-on'] !== undefined) delete h['x-envoy-retry-grpc-on'];
+    if (h['x-envoy-max-retries'] !== undefined) delete h['x-envoy-max-retries'];
+    if (h['x-envoy-retriable-status-codes'] !== undefined) delete h['x-envoy-retriable-status-codes'];
+    if (h['x-envoy-retriable-header-names'] !== undefined) delete h['x-envoy-retriable-header-names'];
     return state;
   }
 

@@ -306,11 +306,12 @@ class RouterFilter implements HttpFilter {
     let timeoutMs = action.timeoutMs;
     const hdrTimeout = h['x-envoy-upstream-rq-timeout-ms'];
     if (typeof hdrTimeout === 'string' && /^\d+$/.test(hdrTimeout)) timeoutMs = Number(hdrTimeout);
-    delete h['x-envoy-upstream-rq-timeout-ms'];
+    if (h['x-envoy-upstream-rq-timeout-ms'] !== undefined) delete h['x-envoy-upstream-rq-timeout-ms'];
     let perTryMs = retry?.perTryTimeoutMs ?? 0;
     const hdrPerTry = h['x-envoy-upstream-rq-per-try-timeout-ms'];
     if (typeof hdrPerTry === 'string' && /^\d+$/.test(hdrPerTry)) perTryMs = Number(hdrPerTry);
-    delete h['x-envoy-upstream-rq-per-try-timeout-ms'];
+    if (h['x-envoy-upstream-rq-per-try-timeout-ms'] !== undefined)
+      delete h['x-envoy-upstream-rq-per-try-timeout-ms'];
     // A per-try timeout at or above the global one is ignored (Envoy).
     if (timeoutMs > 0 && perTryMs >= timeoutMs) perTryMs = 0;
     this.timeoutMs = timeoutMs;

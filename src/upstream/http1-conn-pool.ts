@@ -90,7 +90,7 @@ class Http1UpstreamStream implements UpstreamRequest {
 
   sendTrailers(trailers: Headers): void {
     if (this.aborted || this.requestDone) return;
-    if (this.chunked) this.conn.socket.write(serializeHead('0\r\n', trailers));
+    if (this.chunked) this.conn.socket.write(serializeHead('0\r\n', trailers), 'latin1');
     this.markRequestDone();
   }
 
@@ -218,7 +218,7 @@ export class Http1ClientConnection {
     }
     const max = this.pool.options.maxRequestsPerConnection;
     if (max > 0 && this.requests >= max) head += 'connection: close\r\n';
-    this.socket.write(`${head}\r\n`);
+    this.socket.write(`${head}\r\n`, 'latin1');
     if (opts.endStream) stream.requestDone = true;
     return stream;
   }

@@ -1,5 +1,7 @@
 // HTTP/1 serialization helpers: header blocks as one string, chunked framing,
 // and Envoy's date header (formatted once a second, not per response).
+// Header strings are byte strings: the parser decodes bytes as latin1 and heads are written as
+// latin1, so obs-text (0x80-0xFF) passes through unchanged, as in Node's http module and Envoy.
 import type net from 'node:net';
 import type { Headers } from '../../common/substitution-formatter.js';
 
@@ -44,7 +46,7 @@ export function httpDate(): string {
 /**
  * A response head and the body's first bytes (with chunked framing if `chunked`, and the last
  * chunk if `last`) as one buffer: one socket write instead of a corked head, a chunk and a writev.
- * The head is UTF-8 encoded, as Node's string writes are.
+ * The head is a byte string (latin1), as every HTTP/1 head Herald writes.
  */
 export function headWithBody(head: string, chunk: Buffer, chunked: boolean, last: boolean): Buffer {
   const size = chunked && chunk.length > 0 ? `${chunk.length.toString(16)}\r\n` : '';
@@ -57,9 +59,8 @@ export function headWithBody(head: string, chunk: Buffer, chunked: boolean, last
       : last
         ? LAST_CHUNK
         : '';
-  const headBytes = Buffer.byteLength(head);
-  const out = Buffer.allocUnsafe(headBytes + size.length + chunk.length + tail.length);
-  let off = out.write(head, 0, headBytes, 'utf8');
+  const out = Buffer.allocUnsafe(head.length + size.length + chunk.length + tail.length);
+  let off = out.write(head, 0, head.length, 'latin1');
   if (size) off += out.write(size, off, 'latin1');
   off += chunk.copy(out, off);
   if (tail) out.write(tail, off, 'latin1');

@@ -112,7 +112,7 @@ class Http1ServerStream implements ServerStream, ResponseSink, HeldHead {
       this.raw = true;
       this.closeAfter = true;
       headers.date = httpDate();
-      this.conn.socket.write(serializeHead('HTTP/1.1 101 Switching Protocols\r\n', headers));
+      this.conn.socket.write(serializeHead('HTTP/1.1 101 Switching Protocols\r\n', headers), 'latin1');
       if (endStream) this.finish();
       return;
     }
@@ -123,7 +123,7 @@ class Http1ServerStream implements ServerStream, ResponseSink, HeldHead {
       delete headers['content-length'];
       delete headers['transfer-encoding'];
       if (headers.date === undefined) headers.date = httpDate();
-      this.conn.socket.write(serializeHead(`HTTP/1.1 ${status} ${reason(status)}\r\n`, headers));
+      this.conn.socket.write(serializeHead(`HTTP/1.1 ${status} ${reason(status)}\r\n`, headers), 'latin1');
       if (endStream) this.finish();
       return;
     }
@@ -150,7 +150,7 @@ class Http1ServerStream implements ServerStream, ResponseSink, HeldHead {
     const head = serializeHead(`HTTP/1.1 ${status} ${reason(status)}\r\n`, headers);
     const s = this.conn.socket;
     if (endStream) {
-      s.write(head);
+      s.write(head, 'latin1');
       this.finish();
     } else {
       this.heldHead = head;
@@ -163,7 +163,7 @@ class Http1ServerStream implements ServerStream, ResponseSink, HeldHead {
     const head = this.heldHead;
     if (head === undefined) return;
     this.heldHead = undefined;
-    if (!this.conn.socket.destroyed) this.conn.socket.write(head);
+    if (!this.conn.socket.destroyed) this.conn.socket.write(head, 'latin1');
   }
 
   writeData(chunk: Buffer, endStream: boolean): boolean {
@@ -197,7 +197,7 @@ class Http1ServerStream implements ServerStream, ResponseSink, HeldHead {
     if (this.finished) return;
     this.flushHead();
     const s = this.conn.socket;
-    if (this.chunked) s.write(serializeHead('0\r\n', trailers));
+    if (this.chunked) s.write(serializeHead('0\r\n', trailers), 'latin1');
     this.finish();
   }
 

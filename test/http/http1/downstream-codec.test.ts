@@ -52,6 +52,17 @@ describe('HTTP/1 downstream codec', () => {
         );
         return;
       }
+      if (req.path.startsWith('/up/obs')) {
+        // Answers with the bytes it received in x-obs (hex) and an obs-text header of its own.
+        const got = Buffer.from(req.headers['x-obs'] ?? '', 'latin1').toString('hex');
+        s.write(
+          Buffer.from(
+            `HTTP/1.1 200 OK\r\nX-Obs: \xe9t\xe9\r\nContent-Length: ${got.length}\r\n\r\n${got}`,
+            'latin1',
+          ),
+        );
+        return;
+      }
       if (req.path.startsWith('/up/date')) {
         s.write(`HTTP/1.1 200 OK\r\nDate: ${UPSTREAM_DATE}\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
         return;
@@ -63,6 +74,11 @@ describe('HTTP/1 downstream codec', () => {
     // Records requests and never answers.
     half = await startRawUpstream(() => {});
     const routes = [
+      {
+        match: { prefix: '/up/obs-config' },
+        route: { cluster: 'up' },
+        request_headers_to_add: [{ header: { key: 'x-obs', value: 'café' } }],
+      },
       { match: { prefix: '/up' }, route: { cluster: 'up' } },
       { match: { prefix: '/half' }, route: { cluster: 'half' } },
     ];
@@ -194,6 +210,31 @@ describe('HTTP/1 downstream codec', () => {
     }
     // The upstream's keep-alive connection header is not passed on either.
     assert.notEqual(rs[0]!.headers.connection, 'keep-alive');
+  });
+
+  it('obs-text bytes (0x80-0xFF) in header values pass through unchanged, both ways', async () => {
+    const r = await rawExchange(
+      main(),
+      Buffer.from('GET /up/obs HTTP/1.1\r\nHost: x\r\nX-Obs: caf\xe9\r\nConnection: close\r\n\r\n', 'latin1'),
+      3000,
+    );
+    const [res] = parseResponses(r.data);
+    assert.equal(res?.status, 200);
+    assert.equal(res?.body, Buffer.from('caf\xe9', 'latin1').toString('hex'), 'request header bytes changed');
+    assert.equal(
+      Buffer.from(res?.headers['x-obs'] ?? '', 'latin1').toString('hex'),
+      'e974e9',
+      'response header bytes changed',
+    );
+  });
+
+  it('a non-ASCII header value from the config leaves as its UTF-8 bytes', async () => {
+    const r = await rawExchange(
+      main(),
+      'GET /up/obs-config HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+      3000,
+    );
+    assert.equal(parseResponses(r.data)[0]?.body, Buffer.from('café', 'utf8').toString('hex'));
   });
 
   it('the upstream Date header is passed through, not replaced', async () => {
