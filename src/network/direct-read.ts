@@ -13,6 +13,7 @@
 // server accepts are given the same two fields that option sets. Should a Node version lack
 // them, `readDirect` returns false and the caller keeps its 'data' listener.
 import net from 'node:net';
+import { withClock } from '../common/clock.js';
 
 type ReadCallback = (chunk: Buffer) => void;
 
@@ -40,7 +41,7 @@ export function readDirect(socket: net.Socket, onRead: ReadCallback): boolean {
   if (socket.constructor !== net.Socket || socket.readableLength > 0) return false;
   const s = socket as unknown as Record<symbol, unknown> & { _handle?: StreamHandle | null };
   const cb = (n: number, buf: Buffer) => {
-    onRead(buf.subarray(0, n));
+    withClock(onRead, buf.subarray(0, n));
   };
   if (s[kBuffer] === SHARED) {
     // Already read this way (codec sniffing): the new reader takes over from the next read.
