@@ -234,6 +234,8 @@ export class ConnectionManager implements NetworkFilter {
     socket.once('close', () => {
       this.stats.downstream_cx_active.dec();
       this.stats.downstream_cx_length_ms.recordValue(Date.now() - openedAt);
+      // A closed socket stays reachable until a full GC (see releaseClosedSocket): so would this.
+      connOf.delete(socket);
     });
     const codec = this.config.codecType;
     if (codec === 'HTTP1') this.toHttp1(socket, conn);

@@ -10,6 +10,7 @@ import { timerMs } from '../common/timers.js';
 import { ResponseFlag, StreamInfo } from '../http/stream-info.js';
 import { formatAddress } from '../network/address.js';
 import { nextConnectionId } from '../network/connection-id.js';
+import { releaseClosedSocket } from '../network/direct-read.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
 import { canPeek, peekUntil } from '../network/peek.js';
 import { replayingStream } from '../network/replaying-stream.js';
@@ -216,6 +217,7 @@ export class ActiveListener {
       this.cxLength.recordValue(Date.now() - openedAt);
       this.connections.delete(socket);
       this.drains.delete(socket);
+      releaseClosedSocket(socket);
     });
     if (chain.transport) {
       const t = chain.transport;

@@ -56,6 +56,24 @@ export function readDirect(socket: net.Socket, onRead: ReadCallback): boolean {
   return true;
 }
 
+const noop = (): void => {};
+
+/**
+ * Drops what a closed socket still holds of its users: listeners and the read callback. Node's
+ * TCP handle object keeps its socket reachable until a full GC (a scavenge treats it as a root),
+ * so everything those closures reach (a connection's codec, streams, headers, buffers) survived
+ * every young-generation GC and was promoted, about 2.4 MB per scavenge at 10k connections/s.
+ * Call it from a 'close' listener: the listeners of that emit still all run.
+ */
+export function releaseClosedSocket(socket: net.Socket): void {
+  // Only plain sockets: a TLS socket's own listeners are none of Herald's business.
+  if (socket.constructor !== net.Socket) return;
+  socket.removeAllListeners();
+  socket.on('error', noop);
+  const s = socket as unknown as Record<symbol, unknown>;
+  if (kBufferCb && s[kBufferCb]) s[kBufferCb] = noop;
+}
+
 /** A copy of a view that must outlive the read it came from. */
 export function own(view: Buffer): Buffer {
   // allocUnsafe (from Node's pool for small sizes) + set: ~30% cheaper than Buffer.from(view).

@@ -19,7 +19,7 @@ import {
   writeChunk,
 } from '../http/http1/serializer.js';
 import { nextConnectionId } from '../network/connection-id.js';
-import { readDirect } from '../network/direct-read.js';
+import { readDirect, releaseClosedSocket } from '../network/direct-read.js';
 import type { ClusterStats } from './cluster.js';
 import { DeferredRequest } from './deferred-request.js';
 import type { Host } from './host.js';
@@ -179,7 +179,10 @@ export class Http1ClientConnection {
     if (readDirect(s, (c) => inUpstreamRead(this.onData, this, c))) this.parser.transientInput = true;
     else s.on('data', (c: Buffer) => inUpstreamRead(this.onData, this, c));
     s.once('end', () => this.onRemoteEnd());
-    s.once('close', () => this.onSocketClose());
+    s.once('close', () => {
+      this.onSocketClose();
+      releaseClosedSocket(s);
+    });
     s.on('error', (e: NodeJS.ErrnoException) => {
       this.lastError = e.code ?? e.message;
     });

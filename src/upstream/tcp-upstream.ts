@@ -7,6 +7,7 @@ import type net from 'node:net';
 import { logger } from '../common/logger.js';
 import { timerMs } from '../common/timers.js';
 import { nextConnectionId } from '../network/connection-id.js';
+import { releaseClosedSocket } from '../network/direct-read.js';
 import type { Cluster } from './cluster.js';
 import type { Host } from './host.js';
 import type { ResourcePriority } from './resource-manager.js';
@@ -170,6 +171,7 @@ export function openTcpTunnel(
       host.outlier?.putResult('LOCAL_ORIGIN_CONNECT_FAILED');
     }
     req.onClose(timedOut ? 'connect timeout' : lastError || 'connection closed');
+    releaseClosedSocket(socket);
   });
   return req;
 }
