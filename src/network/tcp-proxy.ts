@@ -13,6 +13,7 @@ import type { ServerContext } from '../server/server-context.js';
 import type { Counter } from '../stats/store.js';
 import { connectToHost } from '../upstream/transport-socket.js';
 import { nextConnectionId } from './connection-id.js';
+import { own, readDirect } from './direct-read.js';
 import type { DownstreamConnection, NetworkFilter, NetworkFilterFactory } from './filter.js';
 import { connectionAddresses, NetworkFilterStatus } from './filter.js';
 
@@ -216,7 +217,7 @@ class TcpProxyFilter implements NetworkFilter {
       down.setTimeout(timerMs(idle), onIdle);
       up.setTimeout(timerMs(idle), onIdle);
     }
-    down.on('data', (chunk: Buffer) => {
+    const fromDown = (chunk: Buffer) => {
       stats.downstream_cx_rx_bytes_total.inc(chunk.length);
       info.bytesReceived += chunk.length;
       // Pause reading only past per_connection_buffer_limit_bytes of unsent data.
@@ -224,15 +225,20 @@ class TcpProxyFilter implements NetworkFilter {
         down.pause();
         up.once('drain', () => down.resume());
       }
-    });
-    up.on('data', (chunk: Buffer) => {
+    };
+    const fromUp = (chunk: Buffer) => {
       stats.downstream_cx_tx_bytes_total.inc(chunk.length);
       info.bytesSent += chunk.length;
       if (!down.write(chunk) && down.writableLength >= limit) {
         up.pause();
         down.once('drain', () => up.resume());
       }
-    });
+    };
+    // Plain sockets are read through the shared buffer; a write may outlive the read (the
+    // kernel may take part of it later), so each chunk is copied once: still cheaper than
+    // Node's default read path.
+    if (!readDirect(down, (v) => fromDown(own(v)))) down.on('data', fromDown);
+    if (!readDirect(up, (v) => fromUp(own(v)))) up.on('data', fromUp);
     // Half-close travels both ways; each side closes once both directions are done.
     down.on('end', () => up.end());
     up.on('end', () => down.end());

@@ -132,6 +132,37 @@ describe('tcp_proxy', () => {
     );
   });
 
+  it('a client that stops reading for a while still gets every byte, in order (backpressure)', async () => {
+    const data = randomBytes(4 * 1024 * 1024);
+    const got = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let n = 0;
+      const s = net.connect({ port: h.port('echo'), host: '127.0.0.1' });
+      const t = setTimeout(() => {
+        s.destroy();
+        reject(new Error(`only ${n} of ${data.length} bytes came back`));
+      }, 10000);
+      s.pause();
+      s.on('connect', () => {
+        // Many small writes: many reads in Herald, each a view of its shared buffer.
+        for (let off = 0; off < data.length; off += 16 * 1024) s.write(data.subarray(off, off + 16 * 1024));
+        setTimeout(() => s.resume(), 300);
+      });
+      s.on('data', (c: Buffer) => {
+        chunks.push(c);
+        n += c.length;
+        if (n >= data.length) {
+          clearTimeout(t);
+          s.destroy();
+          resolve(Buffer.concat(chunks));
+        }
+      });
+      s.on('error', reject);
+    });
+    assert.equal(got.length, data.length);
+    assert.ok(got.equals(data), 'the bytes differ');
+  });
+
   it('carries a half-close: the client ends its side and still gets the reply written after it', async () => {
     const r = await exchange(h.port('halfclose'), 'abcdef');
     assert.equal(r.got.toString(), 'bye:6');
