@@ -157,6 +157,15 @@ export function compileRetryPolicy(r: Reader): RetryPolicy {
 export type RetryStatus = 'yes' | 'no' | 'limit_exceeded' | 'overflow';
 
 /** One request's retry state: the policy merged with the request's x-envoy-retry-* headers. */
+/** The x-envoy-* request headers that steer retries: read, then never sent upstream. */
+const RETRY_REQUEST_HEADERS = [
+  'x-envoy-retry-on',
+  'x-envoy-retry-grpc-on',
+  'x-envoy-max-retries',
+  'x-envoy-retriable-status-codes',
+  'x-envoy-retriable-header-names',
+] as const;
+
 export class RetryState {
   private retryOn: number;
   private remaining: number;
@@ -215,11 +224,7 @@ export class RetryState {
       if (state && state.retryOn === 0) state = undefined;
     }
     // Guarded: `delete` of an absent key is still a runtime call, and most requests carry none.
-    if (h['x-envoy-retry-on'] !== undefined) delete h['x-envoy-retry-on'];
-    if (h['x-envoy-retry-grpc-on'] !== undefined) delete h['x-envoy-retry-grpc-on'];
-    if (h['x-envoy-max-retries'] !== undefined) delete h['x-envoy-max-retries'];
-    if (h['x-envoy-retriable-status-codes'] !== undefined) delete h['x-envoy-retriable-status-codes'];
-    if (h['x-envoy-retriable-header-names'] !== undefined) delete h['x-envoy-retriable-header-names'];
+    for (const k of RETRY_REQUEST_HEADERS) if (h[k] !== undefined) delete h[k];
     return state;
   }
 
