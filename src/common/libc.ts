@@ -1,4 +1,4 @@
-// The few libc calls Node does not offer (MSG_PEEK, a listening socket that
+// The few libc calls Node does not offer (a listening socket that
 // nothing polls, shared memory), through koffi. The library is loaded once;
 // each caller declares the functions it needs.
 import { createRequire } from 'node:module';

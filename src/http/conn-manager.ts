@@ -251,8 +251,8 @@ export class ConnectionManager implements NetworkFilter {
   /** codec_type AUTO without TLS: HTTP/2 if the client opens with the connection preface. */
   /**
    * codec_type AUTO without TLS: HTTP/2 if the client opens with the connection preface. The
-   * first bytes are read, not peeked: peeking cannot wait for data without polling, which cost a
-   * connection-per-request client up to 20 ms. HTTP/1 is handed the bytes read; HTTP/2 finds them
+   * first bytes are read, not peeked (peeking cannot wait for data without polling). HTTP/1 is
+   * handed the bytes read; HTTP/2 finds them
    * back in the socket (unshift), where Node's session takes them and keeps the native handle.
    */
   private sniff(socket: Socket, conn: DownstreamConnection): void {

@@ -12,8 +12,6 @@ import { formatAddress } from '../network/address.js';
 import { nextConnectionId } from '../network/connection-id.js';
 import { releaseClosedSocket } from '../network/direct-read.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
-import { canPeek, peekUntil } from '../network/peek.js';
-import { replayingStream } from '../network/replaying-stream.js';
 import type { Counter, Gauge, Histogram, StatsStore } from '../stats/store.js';
 import { type ConnectionFacts, selectFilterChain } from './filter-chain-match.js';
 import type { FilterChainConfig, ListenerConfig } from './listener-config.js';
@@ -52,8 +50,7 @@ export class ActiveListener {
     /** This process's worker number, for listener.<addr>.worker_<n>.* stats. */
     private readonly workerIndex = 0,
   ) {
-    // Paused on accept: nothing is read until a listener filter, codec or proxy asks, so the
-    // first bytes can be peeked and TLS/HTTP/2 can keep the socket's native handle.
+    // Paused on accept: nothing is read until a listener filter, codec or proxy asks.
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (s) =>
       this.onAccept(s),
     );
@@ -122,45 +119,12 @@ export class ActiveListener {
     };
     if (this.config.accessLoggers.length) this.logOnClose(socket, facts);
     if (this.config.listenerFilters.length === 0) this.onInspected(socket, facts, undefined);
-    else if (canPeek(socket)) this.peekListenerFilters(socket, facts);
     else this.runListenerFilters(socket, facts);
   }
 
-  /** Listener filters over peeked bytes: nothing is consumed. */
-  private peekListenerFilters(socket: net.Socket, facts: ConnectionFacts): void {
-    const filters = this.config.listenerFilters.map((f) => f.createFilter());
-    let pending = filters;
-    const max = Math.max(...filters.map((f) => f.maxBytes));
-    const timeout = this.config.listenerFiltersTimeoutMs;
-    const started = Date.now();
-    peekUntil(
-      socket,
-      max,
-      Math.min(timeout > 0 ? timeout : 1000, 1000),
-      (data) => {
-        pending = pending.filter((f) => f.inspect(data, facts) === InspectResult.NeedMoreData);
-        return pending.length === 0 ? 'done' : 'more';
-      },
-      (_data, outcome) => {
-        if (outcome === 'closed') socket.destroy();
-        else if (outcome === 'decided') this.onInspected(socket, facts, undefined);
-        // Silent for a while: read and replay instead of polling, within what is left of the timeout.
-        else
-          this.runListenerFilters(
-            socket,
-            facts,
-            timeout > 0 ? Math.max(1, timeout - (Date.now() - started)) : 0,
-          );
-      },
-    );
-  }
-
   /** Reads the first bytes for the inspecting listener filters, then puts them back. */
-  private runListenerFilters(
-    socket: net.Socket,
-    facts: ConnectionFacts,
-    timeoutMs = this.config.listenerFiltersTimeoutMs,
-  ): void {
+  private runListenerFilters(socket: net.Socket, facts: ConnectionFacts): void {
+    const timeoutMs = this.config.listenerFiltersTimeoutMs;
     socket.resume();
     const filters = this.config.listenerFilters.map((f) => f.createFilter());
     let pending = filters;
@@ -182,8 +146,11 @@ export class ActiveListener {
       seen = seen.length ? Buffer.concat([seen, c]) : c;
       offer();
     };
-    // A client that closes before saying enough: decide with what there is.
-    const onEnd = () => finish();
+    // A client that closes before saying enough is closed, as Envoy does.
+    const onEnd = () => {
+      clearTimeout(timer);
+      socket.destroy();
+    };
     socket.on('data', onData);
     socket.on('end', onEnd);
     if (timeoutMs > 0) {
@@ -227,9 +194,10 @@ export class ActiveListener {
         socket.destroy();
         return;
       }
-      // Bytes read by listener filters must reach TLS first: Node's TLS reads a socket's handle
-      // directly, so after inspection it gets a stream that replays them.
-      const secure = new (tlsModule().TLSSocket)(seen?.length ? replayingStream(socket, seen) : socket, {
+      // Bytes read by listener filters go back into the socket: Node's TLS takes what the socket
+      // has buffered first (its initRead), then reads the native handle itself.
+      if (seen?.length) socket.unshift(seen);
+      const secure = new (tlsModule().TLSSocket)(socket, {
         isServer: true,
         secureContext: t.secureContext,
         ALPNProtocols: t.alpn.length ? t.alpn : undefined,

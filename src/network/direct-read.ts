@@ -32,13 +32,14 @@ interface StreamHandle {
 
 /**
  * Delivers the socket's bytes to `onRead` from the shared buffer. Returns false (and changes
- * nothing) when the socket can't be read this way: TLS, a wrapped stream, bytes already buffered
- * in its Readable side (after an unshift), or a Node without the mechanism. 'end', 'close',
- * pause() and resume() keep working as usual.
+ * nothing) when the socket can't be read this way: TLS, a wrapped stream, or a Node without the
+ * mechanism. 'end', 'close', pause() and resume() keep working as usual. Bytes already buffered
+ * in the socket's Readable side (read by listener filters, then put back with unshift) are
+ * delivered first, on the next tick: before any new read, as no I/O callback can come sooner.
  */
 export function readDirect(socket: net.Socket, onRead: ReadCallback): boolean {
   if (!kBuffer || !kBufferCb) return false;
-  if (socket.constructor !== net.Socket || socket.readableLength > 0) return false;
+  if (socket.constructor !== net.Socket) return false;
   const s = socket as unknown as Record<symbol, unknown> & { _handle?: StreamHandle | null };
   const cb = (n: number, buf: Buffer) => {
     withClock(onRead, buf.subarray(0, n));
@@ -53,7 +54,24 @@ export function readDirect(socket: net.Socket, onRead: ReadCallback): boolean {
   s[kBuffer] = SHARED;
   s[kBufferCb] = cb;
   handle.useUserBuffer(SHARED);
+  if (socket.readableLength > 0) {
+    // Taken now, or the Readable side would emit them to no one once the socket resumes; handed
+    // over on a tick queued before the read, so ahead of an 'end' the read may schedule.
+    const taken: Buffer[] = [];
+    process.nextTick(deliverTaken, socket, taken);
+    const b = socket.read() as Buffer | null;
+    if (b) taken.push(b);
+  }
   return true;
+}
+
+/** Hands bytes taken from the socket's Readable buffer to whoever reads it directly by now. */
+function deliverTaken(socket: net.Socket, taken: Buffer[]): void {
+  const cb = (socket as unknown as Record<symbol, unknown>)[kBufferCb!] as
+    | ((n: number, buf: Buffer) => void)
+    | undefined;
+  if (socket.destroyed || !cb) return;
+  for (const b of taken) cb(b.length, b);
 }
 
 const noop = (): void => {};

@@ -1,11 +1,9 @@
-// A Duplex over a socket that first yields bytes already read from it.
-// Node's TLS reads a net.Socket's handle directly and would miss bytes that
-// were read in JavaScript (by a listener filter where peeking is unavailable);
-// handing it this stream instead keeps every byte. Node's HTTP/2 session gets
-// one over a TLS socket made elsewhere, which it cannot drive by its handle.
-// It costs a JavaScript hop per read, so it is used only where needed: listener
-// filters peek (network/peek.ts), and plaintext HTTP/2 gets its sniffed bytes
-// back through unshift, which Node's session reads.
+// A Duplex over a socket that first yields bytes already read from it. Node's
+// HTTP/2 session gets one over a TLS socket made elsewhere, which it cannot
+// drive by its handle. It costs a JavaScript hop per read, so it is used only
+// there: listener filters put the bytes they read back with unshift (Node's
+// TLS and HTTP/2 take a socket's buffered bytes first), and so does the HCM's
+// h2c sniffing.
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
 

@@ -63,8 +63,8 @@ function statsDelta(): StatsDelta {
 
 /**
  * Mirrors net.Server's pauseOnConnect for a socket handed over by the main process: Node starts
- * reading such a socket at once, which would consume the bytes the listener filters and codec
- * detection peek at. Reading is stopped before any data can arrive (same tick), and the stream is
+ * reading such a socket at once, before the worker's listener filters and codec detection are
+ * ready for the bytes. Reading is stopped before any data can arrive (same tick), and the stream is
  * told it is not reading, so a later resume() starts it again.
  */
 function pauseHandedOver(socket: net.Socket): void {

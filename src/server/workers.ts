@@ -105,7 +105,7 @@ export class WorkerManager {
       const socket = makeListenSocket(host, port, net.isIPv6(host) && !ipv4Compat);
       const b: BoundListener = { config, socket };
       if (config.exactBalance) {
-        // Paused on accept: the worker's listener filters peek at the first bytes, not this process.
+        // Paused on accept: the worker's listener filters read the first bytes, not this process.
         const acceptor = net.createServer({ pauseOnConnect: true }, (s) => this.dispatch(b, s));
         acceptor.listen({ fd: socket.fd });
         b.acceptor = acceptor;

@@ -50,6 +50,34 @@ describe('direct reads', () => {
     serverSide.destroy();
   });
 
+  it('bytes put back with unshift come first, then the new reads, even when the socket resumes at once', async () => {
+    const { client, serverSide } = await pair();
+    const got: string[] = [];
+    serverSide.resume();
+    // Read the first bytes the ordinary way (as listener filters do), then put them back.
+    await new Promise<void>((resolve) => {
+      const onData = (c: Buffer) => {
+        serverSide.off('data', onData);
+        serverSide.pause();
+        serverSide.unshift(c);
+        assert.equal(
+          readDirect(serverSide, (v) => got.push(v.toString())),
+          true,
+        );
+        serverSide.resume();
+        resolve();
+      };
+      serverSide.on('data', onData);
+      client.write('first');
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    client.write('second');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(got, ['first', 'second']);
+    client.destroy();
+    serverSide.destroy();
+  });
+
   it('releaseClosedSocket drops the listeners and the read callback of a closed socket', async () => {
     const { client, serverSide } = await pair();
     let reads = 0;
