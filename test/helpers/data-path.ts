@@ -368,6 +368,22 @@ export async function startTcpEcho(replyOnEnd = false): Promise<{
   };
 }
 
+/** A downstream TLS transport socket presenting `cert`, with `alpn` advertised if given. */
+export function downstreamTlsSocket(cert: { cert: string; key: string }, alpn: string[] = []): Obj {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': DOWNSTREAM_TLS_TYPE,
+      common_tls_context: {
+        tls_certificates: [
+          { certificate_chain: { inline_string: cert.cert }, private_key: { inline_string: cert.key } },
+        ],
+        ...(alpn.length ? { alpn_protocols: alpn } : {}),
+      },
+    },
+  };
+}
+
 /** A self-signed certificate for 'localhost' made with openssl, or undefined when openssl is missing. */
 export function selfSignedCert(
   o: { days?: number; san?: string } = {},

@@ -13,6 +13,12 @@ interface SeenReq {
   headers: http.IncomingHttpHeaders;
 }
 
+/** Each of `parts` appears in `text` (the first not at its start), each after the one before. */
+function assertInOrder(text: string, parts: string[]): void {
+  const at = parts.map((p) => text.indexOf(p));
+  assert.ok(at[0]! > 0 && at.every((x, i) => i === 0 || x > at[i - 1]!), text);
+}
+
 describe('HTTP/1.1 downstream', () => {
   let upstream: http.Server;
   const seen: SeenReq[] = [];
@@ -210,10 +216,7 @@ describe('HTTP/1.1 downstream', () => {
     const text = r.data.toString();
     assert.equal(r.closed, true);
     assert.equal(text.match(/HTTP\/1\.1 200 /g)?.length, 3, text);
-    const a = text.indexOf('tag:first');
-    const b = text.indexOf('tag:second');
-    const c = text.indexOf('tag:third');
-    assert.ok(a > 0 && b > a && c > b, text);
+    assertInOrder(text, ['tag:first', 'tag:second', 'tag:third']);
   });
 
   it('pipelined requests followed by a half-close are all answered before the connection closes', async () => {
@@ -227,10 +230,7 @@ describe('HTTP/1.1 downstream', () => {
       },
     ]);
     assert.equal(text.match(/HTTP\/1\.1 200 /g)?.length, 3, text);
-    const a = text.indexOf('tag:one');
-    const b = text.indexOf('tag:two');
-    const c = text.indexOf('tag:three');
-    assert.ok(a > 0 && b > a && c > b, text);
+    assertInOrder(text, ['tag:one', 'tag:two', 'tag:three']);
   });
 
   it('a request sent while the previous response is in flight is answered after it', async () => {
@@ -242,10 +242,7 @@ describe('HTTP/1.1 downstream', () => {
       { atMs: 70, data: 'GET /delay/0/last HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n' },
     ]);
     assert.equal(r.match(/HTTP\/1\.1 200 /g)?.length, 3, r);
-    const a = r.indexOf('tag:slow');
-    const b = r.indexOf('hello you');
-    const c = r.indexOf('tag:last');
-    assert.ok(a > 0 && b > a && c > b, r);
+    assertInOrder(r, ['tag:slow', 'hello you', 'tag:last']);
   });
 
   it('garbage on the socket gets 400 and the connection is closed', async () => {

@@ -9,8 +9,8 @@ import tls from 'node:tls';
 import {
   bootstrap,
   cluster,
-  DOWNSTREAM_TLS_TYPE,
   directChain,
+  downstreamTlsSocket,
   listener,
   type Obj,
   rawExchange,
@@ -70,20 +70,8 @@ describe('listener filters', () => {
   let tlsUpstream: tls.Server | undefined;
   before(async () => {
     if (!cert) return;
-    const tlsContext = (alpn: string[] = []): Obj => ({
-      name: 'envoy.transport_sockets.tls',
-      typed_config: {
-        '@type': DOWNSTREAM_TLS_TYPE,
-        common_tls_context: {
-          tls_certificates: [
-            { certificate_chain: { inline_string: cert.cert }, private_key: { inline_string: cert.key } },
-          ],
-          ...(alpn.length ? { alpn_protocols: alpn } : {}),
-        },
-      },
-    });
     const tlsChain = (body: string, match: Obj, alpn: string[] = []): Obj =>
-      directChain(body, { filter_chain_match: match, transport_socket: tlsContext(alpn) });
+      directChain(body, { filter_chain_match: match, transport_socket: downstreamTlsSocket(cert, alpn) });
     // A TLS server behind a tcp_proxy: Herald passes its handshake through untouched.
     tlsUpstream = tls.createServer({ cert: cert.cert, key: cert.key }, (s) => {
       s.on('error', () => {});

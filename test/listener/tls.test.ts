@@ -9,7 +9,7 @@ import type tls from 'node:tls';
 import {
   bootstrap,
   cluster,
-  DOWNSTREAM_TLS_TYPE,
+  downstreamTlsSocket,
   type EchoUpstream,
   hcmFilter,
   listener,
@@ -58,18 +58,7 @@ describe('TLS listener', () => {
   before(async () => {
     if (!cert) return;
     up = await startEcho('up');
-    const tlsSocket = (alpn: string[]) => ({
-      name: 'envoy.transport_sockets.tls',
-      typed_config: {
-        '@type': DOWNSTREAM_TLS_TYPE,
-        common_tls_context: {
-          tls_certificates: [
-            { certificate_chain: { inline_string: cert.cert }, private_key: { inline_string: cert.key } },
-          ],
-          ...(alpn.length ? { alpn_protocols: alpn } : {}),
-        },
-      },
-    });
+    const tlsSocket = (alpn: string[]) => downstreamTlsSocket(cert, alpn);
     const chain = (statPrefix: string, alpn: string[]) => ({
       transport_socket: tlsSocket(alpn),
       filters: [
