@@ -9,7 +9,7 @@ import type { RouteConfigHolder } from '../router/rds.js';
 import { compileRouteConfiguration, type RouteTable } from '../router/route-config.js';
 import type { ServerContext } from '../server/server-context.js';
 import { type Http2Options, readHttp2Options } from '../upstream/cluster-config.js';
-import { ConnectionManager, HttpConnectionManagerStats } from './conn-manager.js';
+import { ConnectionManager, type Http2Keepalive, HttpConnectionManagerStats } from './conn-manager.js';
 import type { HttpFilterContext, HttpFilterFactory } from './filter.js';
 import type { EscapedSlashesAction } from './path-utility.js';
 
@@ -41,6 +41,8 @@ export interface ConnectionManagerConfig {
   http2: Http2Options | undefined;
   /** http2_protocol_options.allow_connect: accept RFC 8441 extended CONNECT (WebSocket over HTTP/2). */
   http2AllowConnect: boolean;
+  /** http2_protocol_options.connection_keepalive: PING the client, close if it does not answer. */
+  http2Keepalive: Http2Keepalive | undefined;
   /** http_protocol_options.accept_http_10. */
   acceptHttp10: boolean;
   /** Downstream connection idle timeout (common_http_protocol_options.idle_timeout), ms; Envoy's default 1 h. */
@@ -116,6 +118,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
   const h2o = r.msg('http2_protocol_options');
   const http2 = h2o ? readHttp2Options(h2o) : undefined;
   const http2AllowConnect = h2o ? h2o.bool('allow_connect') : false;
+  const http2Keepalive = h2o ? readKeepalive(h2o.msg('connection_keepalive')) : undefined;
   const hpo = r.msg('http_protocol_options');
   const acceptHttp10 = hpo ? hpo.bool('accept_http_10') : false;
 
@@ -151,6 +154,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     acceptHttp10,
     http2,
     http2AllowConnect,
+    http2Keepalive,
     idleTimeoutMs,
     streamIdleTimeoutMs: r.durationMs('stream_idle_timeout', 300_000),
     requestTimeoutMs: r.durationMs('request_timeout', 0),
@@ -270,4 +274,21 @@ export function compileUpgradeConfigs(r: Reader): {
     }
   }
   return { upgrades, connectConfig };
+}
+
+/** core.v3.KeepaliveSettings (connection_idle_interval is not supported, so left unread). */
+function readKeepalive(k: Reader | undefined): Http2Keepalive | undefined {
+  if (!k) return undefined;
+  const timeoutMs = k.durationMs('timeout');
+  if (timeoutMs === undefined) throw k.error('timeout', 'timeout is required');
+  const jitter = k.msg('interval_jitter');
+  const intervalMs = k.durationMs('interval', 0);
+  const jitterPercent = jitter ? jitter.num('value', 0) : 15;
+  // A zero interval sends no interval PINGs (Envoy's meaning).
+  if (intervalMs === 0) return undefined;
+  return {
+    intervalMs,
+    timeoutMs,
+    jitterPercent,
+  };
 }

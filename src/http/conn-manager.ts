@@ -125,13 +125,24 @@ const connOf = new WeakMap<Socket | Duplex, DownstreamConnection>();
  */
 class H2Session {
   private open = 0;
+  private probing: NodeJS.Timeout | undefined;
+  private keepalive: NodeJS.Timeout | undefined;
 
   constructor(
     readonly conn: DownstreamConnection,
     private readonly idle: StreamTimer | undefined,
     private readonly idleMs: number,
+    private readonly session: http2.Http2Session,
+    private readonly liveness: Http2Keepalive | undefined,
   ) {
     idle?.arm(idleMs);
+    if (liveness) this.scheduleKeepalive();
+    // Without keepalive, a session quiet this long is probed with a PING (see probe()).
+    else session.setTimeout(DEAD_SESSION_QUIET_MS, () => this.probe(DEAD_SESSION_PING_TIMEOUT_MS));
+    session.once('close', () => {
+      clearTimeout(this.probing);
+      clearTimeout(this.keepalive);
+    });
   }
 
   streamOpened(): void {
@@ -141,6 +152,42 @@ class H2Session {
   streamClosed(): void {
     if (--this.open === 0) this.idle?.arm(this.idleMs);
   }
+
+  /** http2_protocol_options.connection_keepalive: a PING every interval (with jitter). */
+  private scheduleKeepalive(): void {
+    const k = this.liveness!;
+    const jitter = (k.intervalMs * k.jitterPercent * Math.random()) / 100;
+    this.keepalive = setTimeout(() => this.probe(k.timeoutMs), timerMs(k.intervalMs + jitter));
+    this.keepalive.unref();
+  }
+
+  /**
+   * Sends a PING; no ACK within `timeoutMs` closes the connection. When nghttp2 ends a session
+   * itself (a GOAWAY for a protocol error it finds, or its stream-reset rate limit), Node stops
+   * reading the socket and tells JavaScript nothing: the client's FIN is never seen and the
+   * connection would stay open. Such a session never answers a PING, so it is closed here.
+   */
+  private probe(timeoutMs: number): void {
+    const session = this.session;
+    if (this.probing || session.closed || session.destroyed) return;
+    this.probing = setTimeout(() => {
+      log.debug(`HTTP/2 connection ${this.conn.id}: no PING ACK within ${timeoutMs} ms; closing`);
+      session.destroy();
+    }, timerMs(timeoutMs));
+    this.probing.unref();
+    const acked = () => {
+      clearTimeout(this.probing);
+      this.probing = undefined;
+      if (session.closed || session.destroyed) return;
+      if (this.liveness) this.scheduleKeepalive();
+      else session.setTimeout(DEAD_SESSION_QUIET_MS, () => this.probe(DEAD_SESSION_PING_TIMEOUT_MS));
+    };
+    try {
+      if (!session.ping((err) => (err ? undefined : acked()))) session.destroy();
+    } catch {
+      session.destroy();
+    }
+  }
 }
 const h2Sessions = new WeakMap<http2.Http2Session, H2Session>();
 
@@ -149,6 +196,56 @@ function replaying(socket: Socket, head: Buffer): Duplex {
   const conn = connOf.get(socket);
   if (conn) connOf.set(d, conn);
   return d;
+}
+
+/** http2_protocol_options.connection_keepalive. */
+export interface Http2Keepalive {
+  intervalMs: number;
+  timeoutMs: number;
+  /** interval_jitter: up to this percentage of the interval is added to each interval. */
+  jitterPercent: number;
+}
+
+/** Envoy's default delayed_close_timeout: how long a closing connection waits for its peer. */
+const DELAYED_CLOSE_MS = 1000;
+
+/** Ends `socket` (flushing what is queued) and destroys it if it is still open after `ms`. */
+function closeSoon(socket: Socket | Duplex, ms: number): void {
+  if (socket.destroyed) return;
+  if (!socket.writableEnded) socket.end();
+  const t = setTimeout(() => socket.destroy(), ms);
+  t.unref();
+  socket.once('close', () => clearTimeout(t));
+}
+
+/** A session with no frame for this long gets a PING; see H2Session.probe(). */
+const DEAD_SESSION_QUIET_MS = 10_000;
+const DEAD_SESSION_PING_TIMEOUT_MS = 5_000;
+
+// nghttp2 library error codes that Node reports to JavaScript (NGHTTP2_ERR_*).
+const NGHTTP2_ERR_PROTO = -505;
+const NGHTTP2_ERR_FLOW_CONTROL = -524;
+
+/**
+ * Node ends a session on an error its binding reports with GOAWAY INTERNAL_ERROR whatever the
+ * cause. Two causes get what RFC 9113 asks for: a flow-control window past 2^31-1 is a
+ * FLOW_CONTROL_ERROR (6.9.1), and an unsolicited PING or SETTINGS ACK, which Node's binding alone
+ * (not nghttp2) reports as a protocol error, is ignored (6.7).
+ */
+function mapSessionErrors(session: http2.Http2Session): void {
+  const destroy = session.destroy;
+  session.destroy = function (this: http2.Http2Session, error?: Error, code?: number) {
+    const errno = (error as { errno?: number } | undefined)?.errno;
+    if (
+      code === undefined &&
+      errno !== undefined &&
+      (error as { code?: string }).code === 'ERR_HTTP2_ERROR'
+    ) {
+      if (errno === NGHTTP2_ERR_PROTO && !this.destroyed && !this.closed) return this;
+      if (errno === NGHTTP2_ERR_FLOW_CONTROL) code = http2Module().constants.NGHTTP2_FLOW_CONTROL_ERROR;
+    }
+    return destroy.call(this, error, code);
+  } as typeof session.destroy;
 }
 
 /** Removes the port from :authority: any port, or only the listener's own (`port` >= 0). */
@@ -371,6 +468,7 @@ export class ConnectionManager implements NetworkFilter {
       });
       // 'session' is emitted synchronously inside emit('connection'): tie it to its connection.
       this.h2.on('session', (session) => {
+        mapSessionErrors(session);
         if (this.pendingConn) {
           const idleMs = this.config.idleTimeoutMs;
           // Idle: a GOAWAY, and the connection closes (Envoy drains an idle HTTP/2 connection).
@@ -381,7 +479,10 @@ export class ConnectionManager implements NetworkFilter {
                 })
               : undefined;
           if (idle) session.once('close', () => idle.disarm());
-          h2Sessions.set(session, new H2Session(this.pendingConn, idle, idleMs));
+          h2Sessions.set(
+            session,
+            new H2Session(this.pendingConn, idle, idleMs, session, this.config.http2Keepalive),
+          );
           // Draining, as Envoy does it: a GOAWAY announcing the shutdown (last stream id 2^31-1, so
           // nothing in flight is refused), then after drain_timeout the final GOAWAY; open streams finish.
           const drainMs = this.config.drainTimeoutMs;
@@ -421,7 +522,11 @@ export class ConnectionManager implements NetworkFilter {
       });
       this.h2.on('sessionError', () => this.stats.downstream_cx_protocol_error.inc());
     }
-    this.pendingConn = connOf.get(socket);
+    const conn = connOf.get(socket);
+    // HTTP/2 has no half-close: the client's FIN ends the connection, as in Envoy. Listener sockets
+    // allow half-open (for tcp_proxy), so Node's session alone would keep it in CLOSE-WAIT.
+    if (conn) conn.socket.once('end', () => closeSoon(conn.socket, DELAYED_CLOSE_MS));
+    this.pendingConn = conn;
     this.h2.emit('connection', socket);
     this.pendingConn = undefined;
     // Bytes put back after sniffing are the session's to take (on its next tick): resuming the
