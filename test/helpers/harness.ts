@@ -4,6 +4,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import { Level, setAllLevels } from '../../src/common/logger.js';
 import { Server } from '../../src/server/server.js';
+import { serverSockets, TcpState } from './sockets.js';
 
 setAllLevels(process.env.HERALD_TEST_LOG ? Level.debug : Level.error);
 
@@ -23,8 +24,60 @@ export async function startHerald(yaml: string): Promise<Running> {
     server,
     port: (name?: string) => (name ? server.listenerPort(name) : server.listeners[0]!.boundPort),
     adminPort: server.admin?.boundPort ?? 0,
-    stop: () => server.stop(),
+    stop: async () => {
+      // The leak sentinel: every Herald a test starts is checked as it stops.
+      let leak: Error | undefined;
+      try {
+        await checkNoLeaks(server);
+      } catch (e) {
+        leak = e as Error;
+      }
+      await server.stop();
+      if (leak) throw leak;
+    },
   };
+}
+
+/** How long a closing connection may take: Envoy's delayed close (1 s) and some slack. */
+const LEAK_SETTLE_MS = 2500;
+
+/**
+ * The leak sentinel. Once the test's clients are done: no socket on a Herald listener port is in
+ * CLOSE-WAIT (a client closed and Herald kept the socket), and downstream_cx_active (listener and
+ * HCM) counts no more connections than the kernel still has established, so a client that left
+ * is no longer counted. A connection a test still holds open is not a leak.
+ * HERALD_LEAK_SENTINEL=0 turns it off (e.g. to debug another failure).
+ */
+export async function checkNoLeaks(server: Server): Promise<void> {
+  if (process.env.HERALD_LEAK_SENTINEL === '0') return;
+  const ports = server.listeners.map((l) => l.boundPort).filter((p) => p > 0);
+  if (ports.length === 0) return;
+  const deadline = Date.now() + LEAK_SETTLE_MS;
+  let problem = '';
+  for (;;) {
+    const sockets = ports.flatMap((p) => serverSockets(p));
+    const closeWait = sockets.filter((s) => s.state === TcpState.CLOSE_WAIT);
+    const established = sockets.filter((s) => s.state === TcpState.ESTABLISHED).length;
+    let listenerActive = 0;
+    const hcm: string[] = [];
+    for (const g of server.context.stats.allGauges()) {
+      if (!g.name.endsWith('.downstream_cx_active') || g.name.includes('.worker_')) continue;
+      if (g.name.startsWith('listener.')) listenerActive += g.value;
+      else if (g.name.startsWith('http.') && g.value > established) hcm.push(`${g.name}=${g.value}`);
+    }
+    problem = '';
+    if (closeWait.length)
+      problem += `${closeWait.length} socket(s) in CLOSE-WAIT on ports ${[...new Set(closeWait.map((s) => s.localPort))].join(',')}; `;
+    if (listenerActive > established)
+      problem += `listener downstream_cx_active is ${listenerActive} with ${established} established; `;
+    if (hcm.length) problem += `${hcm.join(', ')} with ${established} established; `;
+    if (!problem) return;
+    const states = sockets.map((x) => x.state).join(',');
+    problem += `server-side socket states: [${states}]`;
+    if (Date.now() >= deadline) break;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`leak sentinel: ${problem}`);
 }
 
 export interface Upstream {
