@@ -21,6 +21,7 @@ import { HealthFlag, type Host } from '../upstream/host.js';
 import { CLUSTER_TYPE, LISTENER_TYPE } from '../xds/type-urls.js';
 import { certificatesJson } from './certs.js';
 import { joinChunks, jsonChunks, LazyList, type Out, Typed, writeChunks } from './json-stream.js';
+import { memoryUsage } from './memory.js';
 import { prometheusLines } from './stats-stream.js';
 
 const log = logger('admin');
@@ -62,7 +63,13 @@ export class AdminServer {
     this.add('/stats/prometheus', 'print server stats in prometheus format', false, (q, res) =>
       this.prometheus(q, res),
     );
-    this.add('/memory', 'print current allocation/heap usage', false, (_q, res) => sendJson(res, memory()));
+    this.add('/memory', 'print current allocation/heap usage', false, (_q, res) =>
+      // The RSS last read for the server.memory_physical_size gauge, should it not be readable now.
+      sendJson(
+        res,
+        memory(() => this.server.context.stats.gauge('server.memory_physical_size').value),
+      ),
+    );
     this.add('/reset_counters', 'reset all counters to zero', true, (_q, res) => {
       this.server.context.stats.resetCounters();
       send(res, 200, 'OK\n');
@@ -639,8 +646,8 @@ function maskHeads(paths: string[]): Map<string, string[]> {
 }
 
 /** envoy.admin.v3.Memory from the process's memory usage (uint64 fields are strings in JSON). */
-function memory(): Record<string, string> {
-  const m = process.memoryUsage();
+function memory(knownRss: () => number): Record<string, string> {
+  const m = memoryUsage(knownRss);
   return {
     allocated: String(m.heapUsed + m.external),
     heap_size: String(m.heapTotal),
