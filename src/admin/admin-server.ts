@@ -338,10 +338,7 @@ export class AdminServer {
 
   private async configDump(q: URLSearchParams, res: http.ServerResponse): Promise<void> {
     // Protos are loaded on the first dump only: a serving process does not otherwise need them.
-    const [{ BOOTSTRAP_TYPE }, { envoyProtos }] = await Promise.all([
-      import('../config/bootstrap-loader.js'),
-      import('../config/envoy-protos.js'),
-    ]);
+    const { envoyProtos } = await import('../config/envoy-protos.js');
     const protos = envoyProtos();
     // Sensitive fields are redacted as the dump is written (Typed), not in a copy of the config.
     const typed = (typeName: string, v: Json) => new Typed(protos, protos.lookupType(typeName)!, v);
@@ -459,6 +456,8 @@ export class AdminServer {
   }
 }
 
+// As in bootstrap-loader.ts, which is not imported here: it brings the YAML parser.
+const BOOTSTRAP_TYPE = 'envoy.config.bootstrap.v3.Bootstrap';
 const CLUSTER_MESSAGE = 'envoy.config.cluster.v3.Cluster';
 const LISTENER_MESSAGE = 'envoy.config.listener.v3.Listener';
 
