@@ -32,7 +32,7 @@ function randomValue(seed: number): unknown {
   const gen = (d: number): unknown => {
     const r = rnd();
     if (d > 5 || r < 0.3) return leaves[Math.floor(rnd() * leaves.length)];
-    const n = Math.floor(rnd() * (d < 2 ? 200 : 6));
+    const n = Math.floor(rnd() * (d < 2 ? 40 : 6));
     if (r < 0.6) return Array.from({ length: n }, () => gen(d + 1));
     const o: Record<string, unknown> = {};
     for (let i = 0; i < n; i++) o[rnd() < 0.1 ? String(i) : `k${i}${rnd() < 0.1 ? '"' : ''}`] = gen(d + 1);
