@@ -15,11 +15,14 @@ import {
 import type { Json } from '../config/proto-json.js';
 import type { AdminConfig } from '../server/bootstrap-config.js';
 import type { Server } from '../server/server.js';
-import { type BucketsMode, histogramsJson, histogramText, prometheusText } from '../stats/render.js';
+import { type BucketsMode, histogramsJson, histogramText } from '../stats/render.js';
 import type { Cluster } from '../upstream/cluster.js';
-import { HealthFlag } from '../upstream/host.js';
+import { HealthFlag, type Host } from '../upstream/host.js';
 import { CLUSTER_TYPE, LISTENER_TYPE } from '../xds/type-urls.js';
 import { certificatesJson } from './certs.js';
+import { joinChunks, jsonChunks, LazyList, type Out, Typed, writeChunks } from './json-stream.js';
+import { memoryUsage } from './memory.js';
+import { prometheusLines } from './stats-stream.js';
 
 const log = logger('admin');
 
@@ -60,7 +63,13 @@ export class AdminServer {
     this.add('/stats/prometheus', 'print server stats in prometheus format', false, (q, res) =>
       this.prometheus(q, res),
     );
-    this.add('/memory', 'print current allocation/heap usage', false, (_q, res) => sendJson(res, memory()));
+    this.add('/memory', 'print current allocation/heap usage', false, (_q, res) =>
+      // The RSS last read for the server.memory_physical_size gauge, should it not be readable now.
+      sendJson(
+        res,
+        memory(() => this.server.context.stats.gauge('server.memory_physical_size').value),
+      ),
+    );
     this.add('/reset_counters', 'reset all counters to zero', true, (_q, res) => {
       this.server.context.stats.resetCounters();
       send(res, 200, 'OK\n');
@@ -214,92 +223,34 @@ export class AdminServer {
     send(res, 200, ls.map((l) => `${l.name}::${l.boundHost}:${l.boundPort}\n`).join(''));
   }
 
-  private clusters(q: URLSearchParams, res: http.ServerResponse): void {
+  private async clusters(q: URLSearchParams, res: http.ServerResponse): Promise<void> {
     const clusters = this.server.clusterManager?.all() ?? [];
     if (q.get('format') === 'json') {
-      // envoy.admin.v3.Clusters: ClusterStatus per cluster, HostStatus per host.
-      sendJson(res, {
-        cluster_statuses: clusters.map((c) => ({
-          name: c.name,
-          observability_name: c.name,
-          added_via_api: false,
-          circuit_breakers: {
-            thresholds: circuitBreakerThresholds(c).map((t) => ({
-              ...(t.priority === 'HIGH' ? { priority: 'HIGH' } : {}),
-              max_connections: t.maxConnections,
-              max_pending_requests: t.maxPendingRequests,
-              max_requests: t.maxRequests,
-              max_retries: t.maxRetries,
-            })),
-          },
-          host_statuses: c.allHosts().map((h) => {
-            const f = h.healthFlags;
-            return {
-              address: { socket_address: { address: h.address, port_value: h.port } },
-              stats: [
-                { name: 'cx_active', type: 'GAUGE', value: String(h.activeConnections) },
-                { name: 'rq_active', type: 'GAUGE', value: String(h.activeRequests) },
-              ],
-              health_status: {
-                ...(f & HealthFlag.FAILED_ACTIVE_HC ? { failed_active_health_check: true } : {}),
-                ...(f & HealthFlag.FAILED_OUTLIER_CHECK ? { failed_outlier_check: true } : {}),
-                ...(f & HealthFlag.DEGRADED_ACTIVE_HC ? { failed_active_degraded_check: true } : {}),
-                ...(f & HealthFlag.PENDING_DYNAMIC_REMOVAL ? { pending_dynamic_removal: true } : {}),
-                ...(f & HealthFlag.PENDING_ACTIVE_HC ? { pending_active_hc: true } : {}),
-                ...(f & HealthFlag.EXCLUDED_VIA_IMMEDIATE_HC_FAIL
-                  ? { excluded_via_immediate_hc_fail: true }
-                  : {}),
-                ...(f & HealthFlag.ACTIVE_HC_TIMEOUT ? { active_hc_timeout: true } : {}),
-                eds_health_status:
-                  f & HealthFlag.FAILED_EDS_HEALTH
-                    ? 'UNHEALTHY'
-                    : f & HealthFlag.DEGRADED_EDS_HEALTH
-                      ? 'DEGRADED'
-                      : 'HEALTHY',
-              },
-              weight: h.weight,
-              hostname: h.hostname,
-              priority: h.priority,
-              locality: {},
-            };
-          }),
-        })),
+      // envoy.admin.v3.Clusters: ClusterStatus per cluster, HostStatus per host (made as written).
+      await streamJson(res, {
+        cluster_statuses: clusters.map((c) => {
+          const hosts = c.allHosts();
+          return {
+            name: c.name,
+            observability_name: c.name,
+            added_via_api: false,
+            circuit_breakers: {
+              thresholds: circuitBreakerThresholds(c).map((t) => ({
+                ...(t.priority === 'HIGH' ? { priority: 'HIGH' } : {}),
+                max_connections: t.maxConnections,
+                max_pending_requests: t.maxPendingRequests,
+                max_requests: t.maxRequests,
+                max_retries: t.maxRetries,
+              })),
+            },
+            host_statuses: new LazyList(() => mapIter(hosts, hostStatus)),
+          };
+        }),
       });
       return;
     }
-    const lines: string[] = [];
-    for (const c of clusters) {
-      lines.push(`${c.name}::observability_name::${c.name}`);
-      for (const [prio, label] of [
-        ['DEFAULT', 'default_priority'],
-        ['HIGH', 'high_priority'],
-      ] as const) {
-        const t = c.config.circuitBreakers[prio];
-        const r = c.resources[prio];
-        lines.push(`${c.name}::${label}::max_connections::${t.maxConnections}`);
-        lines.push(`${c.name}::${label}::max_pending_requests::${t.maxPendingRequests}`);
-        lines.push(`${c.name}::${label}::max_requests::${t.maxRequests}`);
-        lines.push(`${c.name}::${label}::max_retries::${r.retries.max}`);
-      }
-      lines.push(`${c.name}::added_via_api::false`);
-      for (const h of c.allHosts()) {
-        const p = `${c.name}::${h.addressString}`;
-        lines.push(`${p}::cx_active::${h.activeConnections}`);
-        lines.push(`${p}::rq_active::${h.activeRequests}`);
-        lines.push(`${p}::hostname::${h.hostname}`);
-        lines.push(`${p}::health_flags::${h.healthFlagsString()}`);
-        lines.push(`${p}::weight::${h.weight}`);
-        lines.push(`${p}::region::`);
-        lines.push(`${p}::zone::`);
-        lines.push(`${p}::sub_zone::`);
-        lines.push(`${p}::canary::false`);
-        lines.push(`${p}::priority::${h.priority}`);
-        // No outlier detection: Envoy prints -1.
-        lines.push(`${p}::success_rate::-1`);
-        lines.push(`${p}::local_origin_success_rate::-1`);
-      }
-    }
-    send(res, 200, `${lines.join('\n')}\n`);
+    res.writeHead(200, TEXT_HEADERS);
+    await writeChunks(res, joinChunks(orNewline(clusterLines(clusters))));
   }
 
   /** `?filter=` as a regex, or a 400 already sent (undefined + false). */
@@ -314,12 +265,12 @@ export class AdminServer {
     }
   }
 
-  private stats(q: URLSearchParams, res: http.ServerResponse): void {
+  private async stats(q: URLSearchParams, res: http.ServerResponse): Promise<void> {
     const store = this.server.context.stats;
     const filter = this.statsFilter(q, res);
     if (filter === false) return;
     if (q.get('format') === 'prometheus') {
-      this.prometheus(q, res);
+      await this.prometheus(q, res);
       return;
     }
     const type = q.get('type') ?? 'All';
@@ -352,19 +303,27 @@ export class AdminServer {
             .sort(byName)
         : [];
     if (q.get('format') === 'json') {
-      const stats: unknown[] = rows.map(({ name, value }) => ({ name, value }));
-      if (hists.length) stats.push(histogramsJson(hists, mode));
-      sendJson(res, { stats });
+      await streamJson(res, {
+        stats: new LazyList(function* () {
+          for (const { name, value } of rows) yield { name, value };
+          if (hists.length) yield histogramsJson(hists, mode) as Json;
+        }),
+      });
       return;
     }
-    send(
+    res.writeHead(200, TEXT_HEADERS);
+    await writeChunks(
       res,
-      200,
-      rows.map((r) => `${r.name}: ${r.value}\n`).join('') + hists.map((h) => histogramText(h, mode)).join(''),
+      joinChunks(
+        (function* () {
+          for (const r of rows) yield `${r.name}: ${r.value}\n`;
+          for (const h of hists) yield histogramText(h, mode);
+        })(),
+      ),
     );
   }
 
-  private prometheus(q: URLSearchParams, res: http.ServerResponse): void {
+  private async prometheus(q: URLSearchParams, res: http.ServerResponse): Promise<void> {
     const store = this.server.context.stats;
     const filter = this.statsFilter(q, res);
     if (filter === false) return;
@@ -374,22 +333,17 @@ export class AdminServer {
       'cache-control': 'no-cache, max-age=0',
       'x-content-type-options': 'nosniff',
     });
-    res.end(prometheusText(store, q.has('usedonly'), filter));
+    await writeChunks(res, joinChunks(prometheusLines(store, q.has('usedonly'), filter)));
   }
 
   private async configDump(q: URLSearchParams, res: http.ServerResponse): Promise<void> {
     // Protos are loaded on the first dump only: a serving process does not otherwise need them.
-    const [{ BOOTSTRAP_TYPE }, { envoyProtos }, { redactSensitive }] = await Promise.all([
-      import('../config/bootstrap-loader.js'),
-      import('../config/envoy-protos.js'),
-      import('../config/proto-json.js'),
-    ]);
+    const { envoyProtos } = await import('../config/envoy-protos.js');
     const protos = envoyProtos();
-    const bootstrapType = protos.lookupType(BOOTSTRAP_TYPE)!;
-    const bootstrap = redactSensitive(protos, bootstrapType, this.server.config.canonical) as Record<
-      string,
-      Json
-    >;
+    // Sensitive fields are redacted as the dump is written (Typed), not in a copy of the config.
+    const typed = (typeName: string, v: Json) => new Typed(protos, protos.lookupType(typeName)!, v);
+    const canonical = this.server.config.canonical;
+    const bootstrap = typed(BOOTSTRAP_TYPE, canonical);
     let nameMatch: RegExp | undefined;
     const nameRegex = q.get('name_regex');
     if (nameRegex) {
@@ -403,8 +357,8 @@ export class AdminServer {
     }
     const named = (n: Json | undefined) => !nameMatch || nameMatch.test(typeof n === 'string' ? n : '');
     const started = new Date(this.server.startTime).toISOString();
-    const sr = (bootstrap.static_resources ?? {}) as Record<string, Array<Record<string, Json>>>;
-    const configs: Record<string, Json>[] = [
+    const sr = (canonical.static_resources ?? {}) as Record<string, Array<Record<string, Json>>>;
+    const configs: Record<string, Out>[] = [
       { '@type': 'type.googleapis.com/envoy.admin.v3.BootstrapConfigDump', bootstrap, last_updated: started },
       {
         '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump',
@@ -413,14 +367,14 @@ export class AdminServer {
           : {}),
         static_clusters: (sr.clusters ?? [])
           .filter((c) => named(c.name))
-          .map((cluster) => ({ cluster, last_updated: started })),
+          .map((cluster) => ({ cluster: typed(CLUSTER_MESSAGE, cluster), last_updated: started })),
         ...nonEmpty(
           'dynamic_active_clusters',
           [...(this.server.clusterManager?.dynamic ?? new Map())]
             .filter(([name]) => named(name))
             .map(([, d]) => ({
               version_info: d.version,
-              cluster: redactSensitive(protos, protos.lookupType('google.protobuf.Any')!, d.resource as Json),
+              cluster: typed('google.protobuf.Any', d.resource as Json),
               last_updated: new Date(d.lastUpdated).toISOString(),
             })),
         ),
@@ -448,7 +402,7 @@ export class AdminServer {
       ...(this.server.xds?.client ? { version_info: this.server.xds.client.versionInfo(LISTENER_TYPE) } : {}),
       static_listeners: (sr.listeners ?? [])
         .filter((l) => named(l.name))
-        .map((listener) => ({ listener, last_updated: started })),
+        .map((listener) => ({ listener: typed(LISTENER_MESSAGE, listener), last_updated: started })),
       ...nonEmpty(
         'dynamic_listeners',
         [...this.server.dynamicListeners]
@@ -457,11 +411,7 @@ export class AdminServer {
             name,
             active_state: {
               version_info: d.version,
-              listener: redactSensitive(
-                protos,
-                protos.lookupType('google.protobuf.Any')!,
-                d.resource as Json,
-              ),
+              listener: typed('google.protobuf.Any', d.resource as Json),
               last_updated: new Date(d.lastUpdated).toISOString(),
             },
           })),
@@ -481,30 +431,35 @@ export class AdminServer {
     const mask = q.get('mask');
     const paths = mask ? mask.split(',').filter(Boolean) : [];
     if (resource) {
-      const items = configs.flatMap((c) => (Array.isArray(c[resource]) ? (c[resource] as Json[]) : []));
+      const items = configs.flatMap((c) => (Array.isArray(c[resource]) ? (c[resource] as Out[]) : []));
       if (!configs.some((c) => c[resource] !== undefined)) {
         send(res, 404, `${resource} not found in config dump`);
         return;
       }
       // With a resource, the mask applies to each element (`cluster.name,last_updated`).
-      sendJson(res, { configs: paths.length ? items.map((i) => applyFieldMask(i, paths)) : items });
+      await streamJson(res, { configs: paths.length ? items.map((i) => maskOut(i, paths)) : items });
       return;
     }
     if (paths.length) {
       // Without one, to each config dump message; those the mask does not fit are left out.
       const masked = configs
-        .map((c) => applyFieldMask(c, paths) as Record<string, Json>)
+        .map((c) => maskOut(c, paths) as Record<string, Out>)
         .filter((c) => Object.keys(c).length > 1);
       if (masked.length === 0) {
         send(res, 400, `FieldMask ${mask} could not be successfully applied to any configs.`);
         return;
       }
-      sendJson(res, { configs: masked });
+      await streamJson(res, { configs: masked });
       return;
     }
-    sendJson(res, { configs });
+    await streamJson(res, { configs });
   }
 }
+
+// As in bootstrap-loader.ts, which is not imported here: it brings the YAML parser.
+const BOOTSTRAP_TYPE = 'envoy.config.bootstrap.v3.Bootstrap';
+const CLUSTER_MESSAGE = 'envoy.config.cluster.v3.Cluster';
+const LISTENER_MESSAGE = 'envoy.config.listener.v3.Listener';
 
 /** Circuit-breaker thresholds per priority as /clusters shows them. */
 interface Thresholds {
@@ -529,28 +484,111 @@ function circuitBreakerThresholds(c: Cluster): Thresholds[] {
   });
 }
 
-/** A cluster's hosts as a ClusterLoadAssignment (for ?include_eds). */
-function loadAssignment(c: Cluster): Json {
+/** A cluster's hosts as a ClusterLoadAssignment (for ?include_eds), one endpoint made at a time. */
+function loadAssignment(c: Cluster): Out {
+  const hosts = c.allHosts();
   return {
     '@type': 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
     cluster_name: c.name,
-    endpoints: c.allHosts().map((h) => ({
-      locality: {},
-      lb_endpoints: [
-        {
-          endpoint: {
-            address: { socket_address: { address: h.address, port_value: h.port } },
-            hostname: h.hostname,
-            health_check_config: {},
+    endpoints: new LazyList(() =>
+      mapIter(hosts, (h) => ({
+        locality: {},
+        lb_endpoints: [
+          {
+            endpoint: {
+              address: { socket_address: { address: h.address, port_value: h.port } },
+              hostname: h.hostname,
+              health_check_config: {},
+            },
+            health_status: h.healthStatus,
+            load_balancing_weight: h.weight,
           },
-          health_status: h.healthStatus,
-          load_balancing_weight: h.weight,
-        },
-      ],
-      ...(h.priority ? { priority: h.priority } : {}),
-    })),
+        ],
+        ...(h.priority ? { priority: h.priority } : {}),
+      })),
+    ),
     policy: { overprovisioning_factor: c.config.overprovisioningFactor },
   };
+}
+
+/** envoy.admin.v3.HostStatus for /clusters?format=json. */
+function hostStatus(h: Host): Json {
+  const f = h.healthFlags;
+  return {
+    address: { socket_address: { address: h.address, port_value: h.port } },
+    stats: [
+      { name: 'cx_active', type: 'GAUGE', value: String(h.activeConnections) },
+      { name: 'rq_active', type: 'GAUGE', value: String(h.activeRequests) },
+    ],
+    health_status: {
+      ...(f & HealthFlag.FAILED_ACTIVE_HC ? { failed_active_health_check: true } : {}),
+      ...(f & HealthFlag.FAILED_OUTLIER_CHECK ? { failed_outlier_check: true } : {}),
+      ...(f & HealthFlag.DEGRADED_ACTIVE_HC ? { failed_active_degraded_check: true } : {}),
+      ...(f & HealthFlag.PENDING_DYNAMIC_REMOVAL ? { pending_dynamic_removal: true } : {}),
+      ...(f & HealthFlag.PENDING_ACTIVE_HC ? { pending_active_hc: true } : {}),
+      ...(f & HealthFlag.EXCLUDED_VIA_IMMEDIATE_HC_FAIL ? { excluded_via_immediate_hc_fail: true } : {}),
+      ...(f & HealthFlag.ACTIVE_HC_TIMEOUT ? { active_hc_timeout: true } : {}),
+      eds_health_status:
+        f & HealthFlag.FAILED_EDS_HEALTH
+          ? 'UNHEALTHY'
+          : f & HealthFlag.DEGRADED_EDS_HEALTH
+            ? 'DEGRADED'
+            : 'HEALTHY',
+    },
+    weight: h.weight,
+    hostname: h.hostname,
+    priority: h.priority,
+    locality: {},
+  } as Json;
+}
+
+/** /clusters in text: Envoy's `cluster::host::stat::value` lines. */
+function* clusterLines(clusters: Cluster[]): Generator<string> {
+  for (const c of clusters) {
+    yield `${c.name}::observability_name::${c.name}\n`;
+    for (const [prio, label] of [
+      ['DEFAULT', 'default_priority'],
+      ['HIGH', 'high_priority'],
+    ] as const) {
+      const t = c.config.circuitBreakers[prio];
+      const r = c.resources[prio];
+      yield `${c.name}::${label}::max_connections::${t.maxConnections}\n`;
+      yield `${c.name}::${label}::max_pending_requests::${t.maxPendingRequests}\n`;
+      yield `${c.name}::${label}::max_requests::${t.maxRequests}\n`;
+      yield `${c.name}::${label}::max_retries::${r.retries.max}\n`;
+    }
+    yield `${c.name}::added_via_api::false\n`;
+    for (const h of c.allHosts()) {
+      const p = `${c.name}::${h.addressString}`;
+      yield `${p}::cx_active::${h.activeConnections}\n` +
+        `${p}::rq_active::${h.activeRequests}\n` +
+        `${p}::hostname::${h.hostname}\n` +
+        `${p}::health_flags::${h.healthFlagsString()}\n` +
+        `${p}::weight::${h.weight}\n` +
+        `${p}::region::\n` +
+        `${p}::zone::\n` +
+        `${p}::sub_zone::\n` +
+        `${p}::canary::false\n` +
+        `${p}::priority::${h.priority}\n` +
+        // No outlier detection: Envoy prints -1.
+        `${p}::success_rate::-1\n` +
+        `${p}::local_origin_success_rate::-1\n`;
+    }
+  }
+}
+
+/** The pieces, or a lone newline when there are none (a text answer ends with one). */
+function* orNewline(pieces: Iterable<string>): Generator<string> {
+  let any = false;
+  for (const p of pieces) {
+    any = true;
+    yield p;
+  }
+  if (!any) yield '\n';
+}
+
+function* mapIter<T>(list: readonly T[], f: (x: T) => Out): Generator<Out> {
+  for (const x of list) yield f(x);
 }
 
 /**
@@ -562,6 +600,38 @@ export function applyFieldMask(msg: Json, paths: string[]): Json {
   const m = msg as Record<string, Json>;
   const out: Record<string, Json> = {};
   if (m['@type'] !== undefined) out['@type'] = m['@type'];
+  for (const [head, rests] of maskHeads(paths)) {
+    const v = m[head];
+    if (v === undefined) continue;
+    if (rests.includes('')) out[head] = v;
+    else out[head] = Array.isArray(v) ? v.map((x) => applyFieldMask(x, rests)) : applyFieldMask(v, rests);
+  }
+  return out;
+}
+
+/** applyFieldMask over a dump still holding lazy and typed nodes (masked as they are written). */
+function maskOut(msg: Out, paths: string[]): Out {
+  if (msg instanceof Typed) return new Typed(msg.protos, msg.type, applyFieldMask(msg.value, paths));
+  if (msg instanceof LazyList || msg === null || typeof msg !== 'object' || Array.isArray(msg)) return msg;
+  const m = msg as Record<string, Out>;
+  const out: Record<string, Out> = {};
+  if (m['@type'] !== undefined) out['@type'] = m['@type'];
+  for (const [head, rests] of maskHeads(paths)) {
+    const v = m[head];
+    if (v === undefined) continue;
+    if (rests.includes('')) out[head] = v;
+    else if (v instanceof LazyList) {
+      const items = v.items;
+      out[head] = new LazyList(function* () {
+        for (const x of items()) yield maskOut(x, rests);
+      });
+    } else out[head] = Array.isArray(v) ? v.map((x) => maskOut(x, rests)) : maskOut(v, rests);
+  }
+  return out;
+}
+
+/** Mask paths by their first field: `a.b,a.c,d` -> a: [b, c], d: [''] ('' = the whole field). */
+function maskHeads(paths: string[]): Map<string, string[]> {
   const byHead = new Map<string, string[]>();
   for (const p of paths) {
     const dot = p.indexOf('.');
@@ -571,18 +641,12 @@ export function applyFieldMask(msg: Json, paths: string[]): Json {
     else rest.push('');
     byHead.set(head, rest);
   }
-  for (const [head, rests] of byHead) {
-    const v = m[head];
-    if (v === undefined) continue;
-    if (rests.includes('')) out[head] = v;
-    else out[head] = Array.isArray(v) ? v.map((x) => applyFieldMask(x, rests)) : applyFieldMask(v, rests);
-  }
-  return out;
+  return byHead;
 }
 
 /** envoy.admin.v3.Memory from the process's memory usage (uint64 fields are strings in JSON). */
-function memory(): Record<string, string> {
-  const m = process.memoryUsage();
+function memory(knownRss: () => number): Record<string, string> {
+  const m = memoryUsage(knownRss);
   return {
     allocated: String(m.heapUsed + m.external),
     heap_size: String(m.heapTotal),
@@ -593,21 +657,36 @@ function memory(): Record<string, string> {
   };
 }
 
+const TEXT_HEADERS = {
+  'content-type': 'text/plain; charset=UTF-8',
+  'cache-control': 'no-cache, max-age=0',
+  'x-content-type-options': 'nosniff',
+};
+const JSON_HEADERS = { 'content-type': 'application/json', 'cache-control': 'no-cache, max-age=0' };
+
 function send(res: http.ServerResponse, status: number, body: string): void {
-  res.writeHead(status, {
-    'content-type': 'text/plain; charset=UTF-8',
-    'cache-control': 'no-cache, max-age=0',
-    'x-content-type-options': 'nosniff',
-  });
+  res.writeHead(status, TEXT_HEADERS);
   res.end(body);
 }
 
 function sendJson(res: http.ServerResponse, body: unknown): void {
-  res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-cache, max-age=0' });
+  res.writeHead(200, JSON_HEADERS);
   res.end(`${JSON.stringify(body, null, 2)}\n`);
 }
 
+/** sendJson for answers that can be large: written in pieces (see json-stream.ts). */
+async function streamJson(res: http.ServerResponse, body: Out): Promise<void> {
+  res.writeHead(200, JSON_HEADERS);
+  await writeChunks(
+    res,
+    (function* () {
+      yield* jsonChunks(body);
+      yield '\n';
+    })(),
+  );
+}
+
 /** Proto3 JSON leaves out empty repeated fields, as Envoy's admin output does. */
-function nonEmpty(key: string, items: Json[]): Record<string, Json> {
+function nonEmpty(key: string, items: Out[]): Record<string, Out> {
   return items.length ? { [key]: items } : {};
 }

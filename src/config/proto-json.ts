@@ -551,7 +551,7 @@ export function walkMessage(
 }
 
 /** Envoy's redaction of a sensitive field: every string inside it becomes "[redacted]". */
-function redactAll(v: Json): Json {
+export function redactAll(v: Json): Json {
   if (typeof v === 'string') return '[redacted]';
   if (Array.isArray(v)) return v.map(redactAll);
   if (isPlainObject(v))

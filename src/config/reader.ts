@@ -25,18 +25,60 @@ export class ReadContext {
 }
 
 export class Reader {
-  private readonly used = new Set<string>();
+  /**
+   * Fields read or ignored, as bits by the field's position in `value` (Object.keys order,
+   * which does not change: canonical config is not modified); fields past the 31st in a Set.
+   * A config can hold hundreds of thousands of readers (four per endpoint), so no Set each.
+   */
+  private usedBits = 0;
+  private usedMore: Set<string> | undefined;
+  private pathText: string | undefined;
 
+  /**
+   * `path` is this message's path; or, for a message inside another, undefined with the
+   * `parent` reader, the field `key` and an `index` (a list position or map key), and the
+   * path is written only when asked for (an error, an extension's context).
+   */
   constructor(
     readonly value: JsonObject,
-    readonly path: string,
+    path: string | undefined,
     private readonly ctx: ReadContext,
+    private readonly parent?: Reader,
+    private readonly key?: string,
+    private readonly index?: number | string,
   ) {
+    this.pathText = path;
     ctx.track(this);
   }
 
+  get path(): string {
+    if (this.pathText === undefined) {
+      const p = this.parent!.pathOf(this.key!);
+      const i = this.index;
+      this.pathText =
+        i === undefined ? p : typeof i === 'number' ? `${p}[${i}]` : `${p}[${JSON.stringify(i)}]`;
+    }
+    return this.pathText;
+  }
+
   pathOf(key: string): string {
-    return this.path ? `${this.path}.${key}` : key;
+    const path = this.path;
+    return path ? `${path}.${key}` : key;
+  }
+
+  private use(key: string): void {
+    if (!Object.hasOwn(this.value, key)) return; // assertAllRead looks at set fields only
+    let i = 0;
+    for (const k in this.value) {
+      if (k === key) break;
+      i++;
+    }
+    if (i < 31) this.usedBits |= 1 << i;
+    else (this.usedMore ??= new Set()).add(key);
+  }
+
+  private isUsed(key: string, i: number): boolean {
+    return i < 31 ? (this.usedBits & (1 << i)) !== 0 : (this.usedMore?.has(key) ?? false);
   }
 
   error(key: string | undefined, detail: string): ConfigError {
@@ -49,11 +91,11 @@ export class Reader {
 
   /** Marks fields as deliberately ignored (each must be documented as safe). */
   ignore(...keys: string[]): void {
-    for (const k of keys) this.used.add(k);
+    for (const k of keys) this.use(k);
   }
 
   raw(key: string): Json | undefined {
-    this.used.add(key);
+    this.use(key);
     return this.value[key];
   }
 
@@ -97,13 +139,13 @@ export class Reader {
   msg(key: string): Reader | undefined {
     const v = this.raw(key);
     if (v === undefined || v === null || typeof v !== 'object' || Array.isArray(v)) return undefined;
-    return new Reader(v, this.pathOf(key), this.ctx);
+    return new Reader(v, undefined, this.ctx, this, key);
   }
 
   list(key: string): Reader[] {
     const v = this.raw(key);
     if (!Array.isArray(v)) return [];
-    return v.map((item, i) => new Reader(item as JsonObject, `${this.pathOf(key)}[${i}]`, this.ctx));
+    return v.map((item, i) => new Reader(item as JsonObject, undefined, this.ctx, this, key, i));
   }
 
   strList(key: string): string[] {
@@ -117,7 +159,7 @@ export class Reader {
     const out = new Map<string, Reader>();
     if (v && typeof v === 'object' && !Array.isArray(v)) {
       for (const [k, item] of Object.entries(v)) {
-        out.set(k, new Reader(item as JsonObject, `${this.pathOf(key)}[${JSON.stringify(k)}]`, this.ctx));
+        out.set(k, new Reader(item as JsonObject, undefined, this.ctx, this, key, k));
       }
     }
     return out;
@@ -130,7 +172,7 @@ export class Reader {
 
   /** The `@type` of an Any that this reader wraps. */
   get typeUrl(): string | undefined {
-    this.used.add('@type');
+    this.use('@type');
     const t = this.value['@type'];
     return typeof t === 'string' ? t : undefined;
   }
@@ -141,8 +183,10 @@ export class Reader {
   }
 
   assertAllRead(): void {
-    for (const key of Object.keys(this.value)) {
-      if (this.value[key] === undefined || this.used.has(key)) continue;
+    let i = 0;
+    for (const key in this.value) {
+      const used = this.isUsed(key, i++);
+      if (this.value[key] === undefined || used) continue;
       throw new ConfigError(
         this.pathOf(key),
         'is not supported by Herald (it would be ignored, so it is rejected)',
