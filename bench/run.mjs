@@ -7,7 +7,10 @@
 // rounds; each figure is the median of the rounds.
 //
 //   node bench/run.mjs [--duration 10] [--rounds 3] [--only herald,nginx] [--scenarios h1,h1close,h2,tcp]
-//                      [--idle-wait 10]
+//                      [--idle-wait 10] [--baseline DIR]
+//
+// --baseline DIR adds a candidate 'herald-base': another built checkout of Herald (DIR holds
+// its dist/bundle/main.js), run in the same rounds, to compare two builds on the same day.
 //
 // Idle RSS is sampled twice before any load, the same way for every candidate:
 // 0.3 s after the port opens, and after --idle-wait seconds. The second is the
@@ -35,6 +38,7 @@ const { values: args } = parseArgs({
     scenarios: { type: 'string', default: 'h1,h1close,h2,tcp' },
     connections: { type: 'string', default: '64' },
     'idle-wait': { type: 'string', default: '10' },
+    baseline: { type: 'string' },
   },
 });
 const DURATION = Number(args.duration);
@@ -142,26 +146,29 @@ ${cluster}`;
 ${cluster}`;
 }
 
+const heraldAt = (dir) => async (port, up, scenario) => {
+  const cfg = path.join(work, `herald-${scenario}-${port}.yaml`);
+  fs.writeFileSync(cfg, heraldConf(port, up, scenario));
+  return start('taskset', [
+    '-c',
+    '0',
+    process.execPath,
+    path.join(dir, 'dist/bundle/main.js'),
+    '-c',
+    cfg,
+    // One process, as these comparisons have always been run (bench/workers.mjs measures workers).
+    '--concurrency',
+    '1',
+    '--drain-time-s',
+    '1',
+    '-l',
+    'warning',
+  ]);
+};
+
 const CANDIDATES = {
-  herald: async (port, up, scenario) => {
-    const cfg = path.join(work, `herald-${scenario}.yaml`);
-    fs.writeFileSync(cfg, heraldConf(port, up, scenario));
-    return start('taskset', [
-      '-c',
-      '0',
-      process.execPath,
-      path.join(root, 'dist/bundle/main.js'),
-      '-c',
-      cfg,
-      // One process, as these comparisons have always been run (bench/workers.mjs measures workers).
-      '--concurrency',
-      '1',
-      '--drain-time-s',
-      '1',
-      '-l',
-      'warning',
-    ]);
-  },
+  herald: heraldAt(root),
+  ...(args.baseline ? { 'herald-base': heraldAt(path.resolve(args.baseline)) } : {}),
   nginx: async (port, up, _scenario, h2Port) => {
     const cfg = path.join(work, `nginx-proxy-${port}.conf`);
     fs.writeFileSync(cfg, nginxConf('proxy', port, up, h2Port));
@@ -188,11 +195,12 @@ const CANDIDATES = {
 };
 
 // Which candidates make sense for which scenario.
+const base = args.baseline ? ['herald-base'] : [];
 const MATRIX = {
-  h1: ['herald', 'nginx', 'node-http-proxy'],
-  h1close: ['herald', 'nginx', 'node-http-proxy'],
-  h2: ['herald', 'nginx'],
-  tcp: ['herald', 'tcp-pipe'],
+  h1: ['herald', ...base, 'nginx', 'node-http-proxy'],
+  h1close: ['herald', ...base, 'nginx', 'node-http-proxy'],
+  h2: ['herald', ...base, 'nginx'],
+  tcp: ['herald', ...base, 'tcp-pipe'],
 };
 
 function parseWrk(out) {
