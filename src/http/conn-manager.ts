@@ -125,6 +125,8 @@ const connOf = new WeakMap<Socket | Duplex, DownstreamConnection>();
  */
 class H2Session {
   private open = 0;
+  /** Streams opened since the last quiet-session check. */
+  private opened = 0;
   private probing: NodeJS.Timeout | undefined;
   private keepalive: NodeJS.Timeout | undefined;
 
@@ -136,9 +138,7 @@ class H2Session {
     private readonly liveness: Http2Keepalive | undefined,
   ) {
     idle?.arm(idleMs);
-    if (liveness) this.scheduleKeepalive();
-    // Without keepalive, a session quiet this long is probed with a PING (see probe()).
-    else session.setTimeout(DEAD_SESSION_QUIET_MS, () => this.probe(DEAD_SESSION_PING_TIMEOUT_MS));
+    this.scheduleKeepalive();
     session.once('close', () => {
       clearTimeout(this.probing);
       clearTimeout(this.keepalive);
@@ -146,6 +146,7 @@ class H2Session {
   }
 
   streamOpened(): void {
+    this.opened++;
     if (this.open++ === 0) this.idle?.disarm();
   }
 
@@ -153,11 +154,23 @@ class H2Session {
     if (--this.open === 0) this.idle?.arm(this.idleMs);
   }
 
-  /** http2_protocol_options.connection_keepalive: a PING every interval (with jitter). */
+  /**
+   * http2_protocol_options.connection_keepalive: a PING every interval (with jitter). Without it,
+   * a session that opened no stream for DEAD_SESSION_QUIET_MS gets one (see probe()): a check
+   * per period, nothing per frame.
+   */
   private scheduleKeepalive(): void {
-    const k = this.liveness!;
-    const jitter = (k.intervalMs * k.jitterPercent * Math.random()) / 100;
-    this.keepalive = setTimeout(() => this.probe(k.timeoutMs), timerMs(k.intervalMs + jitter));
+    const k = this.liveness;
+    if (k) {
+      const jitter = (k.intervalMs * k.jitterPercent * Math.random()) / 100;
+      this.keepalive = setTimeout(() => this.probe(k.timeoutMs), timerMs(k.intervalMs + jitter));
+    } else {
+      this.opened = 0;
+      this.keepalive = setTimeout(() => {
+        if (this.opened === 0) this.probe(DEAD_SESSION_PING_TIMEOUT_MS);
+        else this.scheduleKeepalive();
+      }, DEAD_SESSION_QUIET_MS);
+    }
     this.keepalive.unref();
   }
 
@@ -179,8 +192,7 @@ class H2Session {
       clearTimeout(this.probing);
       this.probing = undefined;
       if (session.closed || session.destroyed) return;
-      if (this.liveness) this.scheduleKeepalive();
-      else session.setTimeout(DEAD_SESSION_QUIET_MS, () => this.probe(DEAD_SESSION_PING_TIMEOUT_MS));
+      this.scheduleKeepalive();
     };
     try {
       if (!session.ping((err) => (err ? undefined : acked()))) session.destroy();
@@ -218,7 +230,7 @@ function closeSoon(socket: Socket | Duplex, ms: number): void {
   socket.once('close', () => clearTimeout(t));
 }
 
-/** A session with no frame for this long gets a PING; see H2Session.probe(). */
+/** A session that opens no stream for this long gets a PING; see H2Session.probe(). */
 const DEAD_SESSION_QUIET_MS = 10_000;
 const DEAD_SESSION_PING_TIMEOUT_MS = 5_000;
 
