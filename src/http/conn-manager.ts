@@ -22,6 +22,7 @@ import {
   type NetworkFilter,
   NetworkFilterStatus,
 } from '../network/filter.js';
+import { PendingInput, pendingInput, socketFd } from '../network/pending-input.js';
 import { replayingStream } from '../network/replaying-stream.js';
 import type { Counter, Gauge, Histogram, StatsScope } from '../stats/store.js';
 import { ActiveStream, formatHeaders, stripHopByHop } from './active-stream.js';
@@ -127,6 +128,9 @@ class H2Session {
   private open = 0;
   /** Streams opened since the last quiet-session check. */
   private opened = 0;
+  private quietChecks = 0;
+  private dataWaiting = false;
+  private lastBytesRead = 0;
   private probing: NodeJS.Timeout | undefined;
   private keepalive: NodeJS.Timeout | undefined;
 
@@ -156,8 +160,7 @@ class H2Session {
 
   /**
    * http2_protocol_options.connection_keepalive: a PING every interval (with jitter). Without it,
-   * a session that opened no stream for DEAD_SESSION_QUIET_MS gets one (see probe()): a check
-   * per period, nothing per frame.
+   * a check every DEAD_SESSION_CHECK_MS (see check()): nothing per frame.
    */
   private scheduleKeepalive(): void {
     const k = this.liveness;
@@ -166,20 +169,52 @@ class H2Session {
       this.keepalive = setTimeout(() => this.probe(k.timeoutMs), timerMs(k.intervalMs + jitter));
     } else {
       this.opened = 0;
-      this.keepalive = setTimeout(() => {
-        if (this.opened === 0) this.probe(DEAD_SESSION_PING_TIMEOUT_MS);
-        else this.scheduleKeepalive();
-      }, DEAD_SESSION_QUIET_MS);
+      this.keepalive = setTimeout(() => this.check(), DEAD_SESSION_CHECK_MS);
     }
     this.keepalive.unref();
   }
 
   /**
-   * Sends a PING; no ACK within `timeoutMs` closes the connection. When nghttp2 ends a session
-   * itself (a GOAWAY for a protocol error it finds, or its stream-reset rate limit), Node stops
-   * reading the socket and tells JavaScript nothing: the client's FIN is never seen and the
-   * connection would stay open. Such a session never answers a PING, so it is closed here.
+   * When nghttp2 ends a session itself (a GOAWAY for a protocol error it finds, or its
+   * stream-reset rate limit), Node stops reading the socket and tells JavaScript nothing: the
+   * client's FIN is never read and the connection would stay open (CLOSE-WAIT). A session that
+   * opened no stream since the last check is asked of the kernel: a FIN waiting, or bytes waiting
+   * at two checks in a row with nothing read between them, means Node has stopped reading, and
+   * the connection is closed. After DEAD_SESSION_QUIET_MS without a stream, a PING probes it too
+   * (a session nghttp2 ended, whose client is silent, never answers).
    */
+  private check(): void {
+    const session = this.session;
+    if (session.closed || session.destroyed) return;
+    if (this.opened === 0) {
+      const socket = this.conn.socket;
+      const p = pendingInput(socketFd(socket));
+      // Quiet for long (or the kernel cannot be asked): a PING finds a session that is not read
+      // even when its client is silent.
+      if (++this.quietChecks * DEAD_SESSION_CHECK_MS >= DEAD_SESSION_QUIET_MS) {
+        this.quietChecks = 0;
+        this.probe(DEAD_SESSION_PING_TIMEOUT_MS);
+        return;
+      }
+      if (p !== PendingInput.Unknown) {
+        const read = socket.bytesRead;
+        const stuck = p === PendingInput.Data && this.dataWaiting && read === this.lastBytesRead;
+        if (p === PendingInput.Closed || stuck) {
+          log.debug(`HTTP/2 connection ${this.conn.id}: no longer read (nghttp2 ended it); closing`);
+          session.destroy();
+          return;
+        }
+        this.dataWaiting = p === PendingInput.Data;
+        this.lastBytesRead = read;
+      }
+    } else {
+      this.dataWaiting = false;
+      this.quietChecks = 0;
+    }
+    this.scheduleKeepalive();
+  }
+
+  /** Sends a PING; no ACK within `timeoutMs` closes the connection (a session that is not read never answers). */
   private probe(timeoutMs: number): void {
     const session = this.session;
     if (this.probing || session.closed || session.destroyed) return;
@@ -230,8 +265,10 @@ function closeSoon(socket: Socket | Duplex, ms: number): void {
   socket.once('close', () => clearTimeout(t));
 }
 
-/** A session that opens no stream for this long gets a PING; see H2Session.probe(). */
-const DEAD_SESSION_QUIET_MS = 10_000;
+/** How often a session without keepalive is checked for having been ended by nghttp2. */
+const DEAD_SESSION_CHECK_MS = 2_000;
+/** A session that opens no stream for this long gets a PING (see H2Session.check()). */
+const DEAD_SESSION_QUIET_MS = 60_000;
 const DEAD_SESSION_PING_TIMEOUT_MS = 5_000;
 
 // nghttp2 library error codes that Node reports to JavaScript (NGHTTP2_ERR_*).

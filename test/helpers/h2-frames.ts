@@ -86,6 +86,11 @@ export function hpack(headers: [string, string][]): Buffer {
   return Buffer.concat(headers.flatMap(([k, v]) => [Buffer.from([0]), hpackString(k), hpackString(v)]));
 }
 
+/** An HPACK literal with incremental indexing (new name): the entry joins the dynamic table. */
+export function hpackIndexed(name: string, value: string): Buffer {
+  return Buffer.concat([Buffer.from([0x40]), hpackString(name), hpackString(value)]);
+}
+
 /** The headers of a simple request. */
 export function requestBlock(path = '/', method = 'GET', extra: [string, string][] = []): Buffer {
   return hpack([
