@@ -70,6 +70,16 @@ const TOKEN_CHAR = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
   TOKEN_CHAR[c.charCodeAt(0)] = 1;
 const DIGITS = /^\d{1,15}$/;
+/** Hex digit values by byte (-1: not a hex digit), for chunk sizes. */
+const HEX = new Int8Array(256).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX['0123456789abcdef'.charCodeAt(i)] = i;
+  HEX['0123456789ABCDEF'.charCodeAt(i)] = i;
+}
+/** Chunk sizes stay exact integers; a larger one is an overflow (400). */
+const MAX_CHUNK_SIZE = Number.MAX_SAFE_INTEGER;
+/** Bytes of a chunk-size line (size and extensions, without the CRLF) before it is refused. */
+const MAX_CHUNK_LINE = 1024;
 
 // Common header names, found by a hash of their lowercased characters computed while the name is
 // validated: a hit costs one comparison loop and yields an already-interned key, where slicing,
@@ -224,11 +234,12 @@ export class Http1Parser {
           while (off + 1 < buf.length && buf[off] === 13 && buf[off + 1] === 10) off += 2;
           const end = buf.indexOf(CRLF2_BUF, off);
           if (end < 0) {
-            // A head ended by bare LFs is malformed (Envoy's codec rejects it): say so instead
-            // of waiting for a CRLF CRLF that will not come.
-            if (buf.indexOf(LF2_BUF, off) >= 0)
-              throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
-            if (buf.length - off > this.limits.maxHeaderBytes)
+            // A head with lines ended by bare LFs is malformed (Envoy's codec rejects it): say so
+            // instead of waiting for a CRLF CRLF that will not come.
+            if (hasBareLF(buf, off)) throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
+            // Up to 3 bytes of the CRLF CRLF may be here already: the same head is refused
+            // whether or not it arrived whole.
+            if (buf.length - off > this.limits.maxHeaderBytes + 3)
               throw new ParseError(431, 'http1.headers_too_large', 'headers too large');
             if (off < buf.length) this.pending = transient ? own(buf.subarray(off)) : buf.subarray(off);
             return undefined;
@@ -257,21 +268,14 @@ export class Http1Parser {
           break;
         }
         case State.ChunkSize: {
-          const eol = buf.indexOf(CRLF_BUF, off);
+          const eol = this.chunkSizeLine(buf, off);
           if (eol < 0) {
-            if (buf.length - off > 1024)
+            if (buf.length - off > MAX_CHUNK_LINE + 1)
               throw new ParseError(400, 'http1.codec_error', 'chunk size line too long');
             this.pending = transient ? own(buf.subarray(off)) : buf.subarray(off);
             return undefined;
           }
-          let line = buf.toString('latin1', off, eol);
-          const semi = line.indexOf(';');
-          if (semi >= 0) line = line.slice(0, semi);
-          line = line.trim();
-          if (!/^[0-9a-fA-F]{1,8}$/.test(line))
-            throw new ParseError(400, 'http1.codec_error', 'invalid chunk size');
-          this.remaining = Number.parseInt(line, 16);
-          off = eol + 2;
+          off = eol;
           this.state = this.remaining === 0 ? State.Trailers : State.ChunkData;
           break;
         }
@@ -301,16 +305,20 @@ export class Http1Parser {
             this.complete(undefined);
             break;
           }
-          const end = buf.indexOf('\r\n\r\n', off, 'latin1');
+          const end = buf.indexOf(CRLF2_BUF, off);
           if (end < 0) {
-            if (buf.length - off > this.limits.maxHeaderBytes)
+            // As in a head: bare LF line endings are refused now, not waited out.
+            if (hasBareLF(buf, off)) throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
+            if (buf.length - off > this.limits.maxHeaderBytes + 3)
               throw new ParseError(431, 'http1.headers_too_large', 'trailers too large');
             this.pending = transient ? own(buf.subarray(off)) : buf.subarray(off);
             return undefined;
           }
           if (end - off > this.limits.maxHeaderBytes)
             throw new ParseError(431, 'http1.headers_too_large', 'trailers too large');
-          const lines = buf.toString('latin1', off, end).split('\r\n');
+          const block = buf.toString('latin1', off, end);
+          if (block.includes('\n\n')) throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
+          const lines = block.split('\r\n');
           if (lines.length > this.limits.maxHeaderCount)
             throw new ParseError(431, 'http1.too_many_headers', 'too many trailers');
           const trailers: Headers = {};
@@ -325,6 +333,49 @@ export class Http1Parser {
       if ((this.state as State) === State.Done) return off < buf.length ? buf.subarray(off) : undefined;
     }
     return undefined;
+  }
+
+  /**
+   * `chunk-size [ chunk-ext ] CRLF` (RFC 9112 7.1) at `off`, scanned by byte: sets `remaining` and
+   * returns the offset after the CRLF, or -1 when the line is not complete yet. Strict, as a
+   * mismatch with another parser's reading is how a request hides in a body: the size is bare
+   * hex digits (no sign, no surrounding space), only BWS may separate it from a `;` extension
+   * (7.1.1), an extension holds no control characters (a bare CR or LF in one is the classic
+   * smuggling vector), and the line ends in CRLF, never a bare LF.
+   */
+  private chunkSizeLine(buf: Buffer, off: number): number {
+    const len = buf.length;
+    let i = off;
+    let size = 0;
+    for (; i < len; i++) {
+      const d = HEX[buf[i]!]!;
+      if (d < 0) break;
+      size = size * 16 + d;
+      if (size > MAX_CHUNK_SIZE) throw new ParseError(400, 'http1.codec_error', 'chunk size overflow');
+    }
+    if (i === len) return -1;
+    if (i === off) throw new ParseError(400, 'http1.codec_error', 'invalid chunk size');
+    let c = buf[i]!;
+    if (c !== 13) {
+      while (c === 32 || c === 9) {
+        if (++i === len) return -1;
+        c = buf[i]!;
+      }
+      if (c !== 59 /* ';' */) throw new ParseError(400, 'http1.codec_error', 'invalid chunk size');
+      // Extensions are ignored (as Envoy does), but must not contain control characters.
+      for (i++; i < len; i++) {
+        c = buf[i]!;
+        if (c === 13) break;
+        if ((c < 32 && c !== 9) || c === 127)
+          throw new ParseError(400, 'http1.codec_error', 'invalid character in chunk extension');
+      }
+      if (i === len) return -1;
+    }
+    if (i - off > MAX_CHUNK_LINE) throw new ParseError(400, 'http1.codec_error', 'chunk size line too long');
+    if (i + 1 === len) return -1;
+    if (buf[i + 1] !== 10) throw new ParseError(400, 'http1.codec_error', 'bare CR in chunk size line');
+    this.remaining = size;
+    return i + 2;
   }
 
   /** The peer closed its side. Completes a read-until-close response; otherwise reports truncation. */
@@ -567,8 +618,15 @@ export class Http1Parser {
   }
 }
 
-const CRLF_BUF = Buffer.from('\r\n');
 const CRLF2_BUF = Buffer.from('\r\n\r\n');
-const LF2_BUF = Buffer.from('\n\n');
+
+/** A LF in buf[from..] not preceded by CR (a line ended the way Envoy's codec rejects). */
+function hasBareLF(buf: Buffer, from: number): boolean {
+  for (let i = buf.indexOf(10, from); i >= 0; i = buf.indexOf(10, i + 1)) {
+    if (i === from || buf[i - 1] !== 13) return true;
+  }
+  return false;
+}
+
 /** A CONNECT target: host:port, the host a name, an IPv4 address or a bracketed IPv6 address. */
 const AUTHORITY_FORM = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:/?#@[\]]+):\d{1,5}$/;
