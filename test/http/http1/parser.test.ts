@@ -713,4 +713,71 @@ describe('Http1Parser: smuggling-resistant framing', () => {
     rejectsNow('request', 'GET / HTTP/1.1\nHost: h\n\r\n');
     rejectsNow('request', 'GET / HTTP/1.1\r\nHost: h\nX: y\r\n');
   });
+
+  it('repeated content-lengths are 400 even when equal (as Envoy), in one line or several', () => {
+    for (const cl of [
+      'Content-Length: 3\r\nContent-Length: 3',
+      'Content-Length: 3, 3',
+      'Content-Length: 3,3',
+      'Content-Length: 3,',
+      'content-length: 3\r\nCONTENT-LENGTH: 3',
+    ]) {
+      rejectsNow('request', `POST / HTTP/1.1\r\nHost: h\r\n${cl}\r\n\r\nabc`);
+    }
+    rejectsNow('response', 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc');
+  });
+
+  it('only SP and HTAB are whitespace around framing values (not NBSP, VT or FF)', () => {
+    rejectsNow('request', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \xa03\r\n\r\nabc');
+    rejectsNow('request', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\xa0\r\n\r\nabc');
+    rejectsNow(
+      'request',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \xa0chunked\r\n\r\n0\r\n\r\n',
+      501,
+    );
+    rejectsNow(
+      'request',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n',
+      501,
+    );
+    everySplit('request', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\t 3 \t\r\n\r\nabc', (r, how) => {
+      assert.equal(r.messages[0]?.body, 'abc', how);
+    });
+  });
+
+  it('two Host header lines are 400 (RFC 9112 3.2)', () => {
+    rejectsNow('request', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n');
+    rejectsNow('request', 'GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nhost: a\r\n\r\n');
+  });
+
+  it('userinfo in an absolute-form target is 400 (http1.invalid_url)', () => {
+    for (const target of [
+      'http://user:pw@host/',
+      'http://user@host',
+      'HTTPS://u@h:443/x?y',
+      'http://@host/',
+    ]) {
+      assert.throws(
+        () => feed('request', [Buffer.from(`GET ${target} HTTP/1.1\r\nHost: h\r\n\r\n`)]),
+        (e: unknown) => e instanceof ParseError && e.status === 400 && e.details === 'http1.invalid_url',
+        target,
+      );
+    }
+    // An @ in the path or query is not userinfo.
+    const ok = feed('request', [Buffer.from('GET http://host/a@b?c=@ HTTP/1.1\r\nHost: h\r\n\r\n')]);
+    assert.equal(ok.messages[0]?.head.path, 'http://host/a@b?c=@');
+  });
+
+  it('Connection options are matched as whole tokens, not substrings', () => {
+    const head = (req: string) => feed('request', [Buffer.from(`${req}\r\n\r\n`)]).messages[0]!.head;
+    const up = 'GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n';
+    assert.equal(head(`${up}Connection: xupgrade`).upgrade, false);
+    assert.equal(head(`${up}Connection: upgrades`).upgrade, false);
+    assert.equal(head(`${up}Connection: keep-alive, Upgrade`).upgrade, true);
+    assert.equal(head(`${up}Connection: keep-alive\r\nConnection: upgrade`).upgrade, true);
+    assert.equal(head(`${up}Connection: \tUPGRADE\t,close`).upgrade, true);
+    assert.equal(head('GET / HTTP/1.1\r\nHost: h\r\nConnection: notclose').close, false);
+    assert.equal(head('GET / HTTP/1.1\r\nHost: h\r\nConnection: foo ,close ').close, true);
+    assert.equal(head('GET / HTTP/1.0\r\nConnection: keep-alive-not').close, true);
+  });
 });
