@@ -430,7 +430,11 @@ export class Http1Parser {
       }
       // A CR must start the CRLF ending the line.
       if (i < len && block.charCodeAt(i + 1) !== 10) return false;
-      const key = knownName(block, pos, colon, hash) ?? block.slice(pos, colon).toLowerCase();
+      let key = knownName(block, pos, colon, hash);
+      if (key === undefined) {
+        key = block.slice(pos, colon).toLowerCase();
+        if (key === '__proto__' || key === 'constructor') return false; // see addOwn
+      }
       const value = block.slice(vs, ve);
       const prev = h[key];
       if (prev === undefined) h[key] = value;
@@ -461,6 +465,10 @@ export class Http1Parser {
     const value = trimOWS(line, colon + 1, line.length);
     if (BAD_VALUE.test(value)) throw new ParseError(400, 'http1.invalid_characters', 'invalid header value');
     const key = name.toLowerCase();
+    if (key === '__proto__' || key === 'constructor') {
+      addOwn(h, key, value);
+      return 1;
+    }
     const prev = h[key];
     if (prev === undefined) h[key] = value;
     else if (Array.isArray(prev)) prev.push(value);
@@ -629,6 +637,17 @@ function hasBareLF(buf: Buffer, from: number): boolean {
     if (i === from || buf[i - 1] !== 13) return true;
   }
   return false;
+}
+
+/**
+ * Header maps are plain objects, and these two names (the only lower-case members of
+ * Object.prototype) would read inherited values: "constructor" was forwarded as Object's source
+ * text, and "__proto__" replaced the map's prototype. They are set as own properties instead.
+ */
+function addOwn(h: Headers, key: string, value: string): void {
+  const prev = Object.hasOwn(h, key) ? h[key] : undefined;
+  const next = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+  Object.defineProperty(h, key, { value: next, enumerable: true, writable: true, configurable: true });
 }
 
 /** s[start, end) without leading and trailing SP and HTAB (RFC 9110 OWS; not String.trim's set). */

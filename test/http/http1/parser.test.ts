@@ -780,4 +780,25 @@ describe('Http1Parser: smuggling-resistant framing', () => {
     assert.equal(head('GET / HTTP/1.1\r\nHost: h\r\nConnection: foo ,close ').close, true);
     assert.equal(head('GET / HTTP/1.0\r\nConnection: keep-alive-not').close, true);
   });
+
+  it('header names that are members of Object.prototype are ordinary headers', () => {
+    const own = (h: Headers, key: string) => (Object.hasOwn(h, key) ? h[key] : undefined);
+    const input =
+      'POST / HTTP/1.1\r\nHost: h\r\nConstructor: c\r\n__proto__: p1\r\n__PROTO__: p2\r\n' +
+      'Transfer-Encoding: chunked\r\n\r\n0\r\nconstructor: t\r\n\r\n';
+    everySplit('request', input, (r, how) => {
+      const m = r.messages[0]!;
+      assert.equal(Object.getPrototypeOf(m.head.headers), Object.prototype, how);
+      assert.equal(own(m.head.headers, 'constructor'), 'c', how);
+      assert.deepEqual(own(m.head.headers, '__proto__'), ['p1', 'p2'], how);
+      assert.equal(own(m.trailers!, 'constructor'), 't', how);
+    });
+    const res = feed('response', [
+      Buffer.from('HTTP/1.1 200 OK\r\n__proto__: x\r\nContent-Length: 0\r\n\r\n'),
+    ]);
+    const h = res.messages[0]!.head.headers;
+    assert.equal(Object.getPrototypeOf(h), Object.prototype);
+    assert.equal(own(h, '__proto__'), 'x');
+    assert.equal(res.messages[0]!.head.contentLength, 0);
+  });
 });
