@@ -61,6 +61,8 @@ export interface ConnectionManagerConfig {
   drainTimeoutMs: number;
   /** common_http_protocol_options.max_requests_per_connection (default unlimited: 0). */
   maxRequestsPerConnection: number;
+  /** delayed_close_timeout (default 1 s; 0 disables), ms. */
+  delayedCloseTimeoutMs: number;
   path: import('./path-utility.js').PathOptions;
   /** strip_matching_host_port / strip_any_host_port: drop the port from :authority before routing. */
   stripHostPort: 'none' | 'matching' | 'any';
@@ -163,6 +165,7 @@ export function compileHttpConnectionManager(r: Reader, ctx: FactoryContext): Co
     maxStreamDurationMs,
     drainTimeoutMs,
     maxRequestsPerConnection,
+    delayedCloseTimeoutMs: r.durationMs('delayed_close_timeout', 1000),
     upgrades,
     upgradeFilters,
     accessLoggers: r

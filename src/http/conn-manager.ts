@@ -470,6 +470,7 @@ export class ConnectionManager implements NetworkFilter {
         streamIdleTimeoutMs: cfg.streamIdleTimeoutMs,
         maxConnectionDurationMs: cfg.maxConnectionDurationMs,
         maxRequestsPerConnection: cfg.maxRequestsPerConnection,
+        delayedCloseTimeoutMs: cfg.delayedCloseTimeoutMs,
       };
     }
     const http1 = new Http1ServerConnection(socket, options, conn.tls ? 'https' : 'http', {

@@ -69,7 +69,16 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const TOKEN_CHAR = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
   TOKEN_CHAR[c.charCodeAt(0)] = 1;
-const DIGITS = /^\d{1,15}$/;
+/** Hex digit values by byte (-1: not a hex digit), for chunk sizes. */
+const HEX = new Int8Array(256).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX['0123456789abcdef'.charCodeAt(i)] = i;
+  HEX['0123456789ABCDEF'.charCodeAt(i)] = i;
+}
+/** Chunk sizes stay exact integers; a larger one is an overflow (400). */
+const MAX_CHUNK_SIZE = Number.MAX_SAFE_INTEGER;
+/** Bytes of a chunk-size line (size and extensions, without the CRLF) before it is refused. */
+const MAX_CHUNK_LINE = 1024;
 
 // Common header names, found by a hash of their lowercased characters computed while the name is
 // validated: a hit costs one comparison loop and yields an already-interned key, where slicing,
@@ -224,11 +233,12 @@ export class Http1Parser {
           while (off + 1 < buf.length && buf[off] === 13 && buf[off + 1] === 10) off += 2;
           const end = buf.indexOf(CRLF2_BUF, off);
           if (end < 0) {
-            // A head ended by bare LFs is malformed (Envoy's codec rejects it): say so instead
-            // of waiting for a CRLF CRLF that will not come.
-            if (buf.indexOf(LF2_BUF, off) >= 0)
-              throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
-            if (buf.length - off > this.limits.maxHeaderBytes)
+            // A head with lines ended by bare LFs is malformed (Envoy's codec rejects it): say so
+            // instead of waiting for a CRLF CRLF that will not come.
+            if (hasBareLF(buf, off)) throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
+            // Up to 3 bytes of the CRLF CRLF may be here already: the same head is refused
+            // whether or not it arrived whole.
+            if (buf.length - off > this.limits.maxHeaderBytes + 3)
               throw new ParseError(431, 'http1.headers_too_large', 'headers too large');
             if (off < buf.length) this.pending = transient ? own(buf.subarray(off)) : buf.subarray(off);
             return undefined;
@@ -257,21 +267,14 @@ export class Http1Parser {
           break;
         }
         case State.ChunkSize: {
-          const eol = buf.indexOf(CRLF_BUF, off);
+          const eol = this.chunkSizeLine(buf, off);
           if (eol < 0) {
-            if (buf.length - off > 1024)
+            if (buf.length - off > MAX_CHUNK_LINE + 1)
               throw new ParseError(400, 'http1.codec_error', 'chunk size line too long');
             this.pending = transient ? own(buf.subarray(off)) : buf.subarray(off);
             return undefined;
           }
-          let line = buf.toString('latin1', off, eol);
-          const semi = line.indexOf(';');
-          if (semi >= 0) line = line.slice(0, semi);
-          line = line.trim();
-          if (!/^[0-9a-fA-F]{1,8}$/.test(line))
-            throw new ParseError(400, 'http1.codec_error', 'invalid chunk size');
-          this.remaining = Number.parseInt(line, 16);
-          off = eol + 2;
+          off = eol;
           this.state = this.remaining === 0 ? State.Trailers : State.ChunkData;
           break;
         }
@@ -301,16 +304,20 @@ export class Http1Parser {
             this.complete(undefined);
             break;
           }
-          const end = buf.indexOf('\r\n\r\n', off, 'latin1');
+          const end = buf.indexOf(CRLF2_BUF, off);
           if (end < 0) {
-            if (buf.length - off > this.limits.maxHeaderBytes)
+            // As in a head: bare LF line endings are refused now, not waited out.
+            if (hasBareLF(buf, off)) throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
+            if (buf.length - off > this.limits.maxHeaderBytes + 3)
               throw new ParseError(431, 'http1.headers_too_large', 'trailers too large');
             this.pending = transient ? own(buf.subarray(off)) : buf.subarray(off);
             return undefined;
           }
           if (end - off > this.limits.maxHeaderBytes)
             throw new ParseError(431, 'http1.headers_too_large', 'trailers too large');
-          const lines = buf.toString('latin1', off, end).split('\r\n');
+          const block = buf.toString('latin1', off, end);
+          if (block.includes('\n\n')) throw new ParseError(400, 'http1.codec_error', 'bare LF line ending');
+          const lines = block.split('\r\n');
           if (lines.length > this.limits.maxHeaderCount)
             throw new ParseError(431, 'http1.too_many_headers', 'too many trailers');
           const trailers: Headers = {};
@@ -325,6 +332,49 @@ export class Http1Parser {
       if ((this.state as State) === State.Done) return off < buf.length ? buf.subarray(off) : undefined;
     }
     return undefined;
+  }
+
+  /**
+   * `chunk-size [ chunk-ext ] CRLF` (RFC 9112 7.1) at `off`, scanned by byte: sets `remaining` and
+   * returns the offset after the CRLF, or -1 when the line is not complete yet. Strict, as a
+   * mismatch with another parser's reading is how a request hides in a body: the size is bare
+   * hex digits (no sign, no surrounding space), only BWS may separate it from a `;` extension
+   * (7.1.1), an extension holds no control characters (a bare CR or LF in one is the classic
+   * smuggling vector), and the line ends in CRLF, never a bare LF.
+   */
+  private chunkSizeLine(buf: Buffer, off: number): number {
+    const len = buf.length;
+    let i = off;
+    let size = 0;
+    for (; i < len; i++) {
+      const d = HEX[buf[i]!]!;
+      if (d < 0) break;
+      size = size * 16 + d;
+      if (size > MAX_CHUNK_SIZE) throw new ParseError(400, 'http1.codec_error', 'chunk size overflow');
+    }
+    if (i === len) return -1;
+    if (i === off) throw new ParseError(400, 'http1.codec_error', 'invalid chunk size');
+    let c = buf[i]!;
+    if (c !== 13) {
+      while (c === 32 || c === 9) {
+        if (++i === len) return -1;
+        c = buf[i]!;
+      }
+      if (c !== 59 /* ';' */) throw new ParseError(400, 'http1.codec_error', 'invalid chunk size');
+      // Extensions are ignored (as Envoy does), but must not contain control characters.
+      for (i++; i < len; i++) {
+        c = buf[i]!;
+        if (c === 13) break;
+        if ((c < 32 && c !== 9) || c === 127)
+          throw new ParseError(400, 'http1.codec_error', 'invalid character in chunk extension');
+      }
+      if (i === len) return -1;
+    }
+    if (i - off > MAX_CHUNK_LINE) throw new ParseError(400, 'http1.codec_error', 'chunk size line too long');
+    if (i + 1 === len) return -1;
+    if (buf[i + 1] !== 10) throw new ParseError(400, 'http1.codec_error', 'bare CR in chunk size line');
+    this.remaining = size;
+    return i + 2;
   }
 
   /** The peer closed its side. Completes a read-until-close response; otherwise reports truncation. */
@@ -380,7 +430,11 @@ export class Http1Parser {
       }
       // A CR must start the CRLF ending the line.
       if (i < len && block.charCodeAt(i + 1) !== 10) return false;
-      const key = knownName(block, pos, colon, hash) ?? block.slice(pos, colon).toLowerCase();
+      let key = knownName(block, pos, colon, hash);
+      if (key === undefined) {
+        key = block.slice(pos, colon).toLowerCase();
+        if (key === '__proto__' || key === 'constructor') return false; // see addOwn
+      }
       const value = block.slice(vs, ve);
       const prev = h[key];
       if (prev === undefined) h[key] = value;
@@ -408,9 +462,13 @@ export class Http1Parser {
     if (colon <= 0) throw new ParseError(400, 'http1.codec_error', 'malformed header line');
     const name = line.slice(0, colon);
     if (!TOKEN.test(name)) throw new ParseError(400, 'http1.invalid_characters', 'invalid header name');
-    const value = line.slice(colon + 1).trim();
+    const value = trimOWS(line, colon + 1, line.length);
     if (BAD_VALUE.test(value)) throw new ParseError(400, 'http1.invalid_characters', 'invalid header value');
     const key = name.toLowerCase();
+    if (key === '__proto__' || key === 'constructor') {
+      addOwn(h, key, value);
+      return 1;
+    }
     const prev = h[key];
     if (prev === undefined) h[key] = value;
     else if (Array.isArray(prev)) prev.push(value);
@@ -444,6 +502,10 @@ export class Http1Parser {
       // Envoy rejects a fragment in the request target (http_reject_path_with_fragment).
       if (head.path.includes('#'))
         throw new ParseError(400, 'http1.invalid_url', 'fragment in the request target');
+      // Absolute form (not origin form, which starts with '/'): userinfo would end up in
+      // :authority. RFC 9110 4.2.4 has recipients treat it as an error; Envoy's codec rejects it.
+      if (head.path.charCodeAt(0) !== 47 && hasUserinfo(head.path))
+        throw new ParseError(400, 'http1.invalid_url', 'userinfo in the request target');
       if (version === 'HTTP/1.1') head.minor = 1;
       else if (version === 'HTTP/1.0') head.minor = 0;
       else throw new ParseError(400, 'http1.codec_error', `unsupported version '${version.slice(0, 16)}'`);
@@ -476,20 +538,26 @@ export class Http1Parser {
       this.addHeaderLines(h, block.slice(firstEnd + 2));
     }
 
+    // Connection options are whole tokens: "xupgrade" must not make a request an upgrade.
     const conn = h.connection;
-    const connTokens = conn === undefined ? '' : (Array.isArray(conn) ? conn.join(',') : conn).toLowerCase();
-    head.close = head.minor === 0 ? !connTokens.includes('keep-alive') : connTokens.includes('close');
-    head.upgrade = h.upgrade !== undefined && connTokens.includes('upgrade');
+    if (conn === undefined) head.close = head.minor === 0;
+    else {
+      head.close = head.minor === 0 ? !hasToken(conn, 'keep-alive') : hasToken(conn, 'close');
+      head.upgrade = h.upgrade !== undefined && hasToken(conn, 'upgrade');
+    }
+    // RFC 9112 3.2: more than one Host line is 400.
+    if (this.kind === 'request' && Array.isArray(h.host))
+      throw new ParseError(400, 'http1.codec_error', 'more than one host header');
 
     const te = h['transfer-encoding'];
     const cl = h['content-length'];
     if (this.kind === 'request' && head.method === 'CONNECT') this.checkConnect(head, te, cl);
     if (te !== undefined) {
-      const codings = (Array.isArray(te) ? te.join(',') : te).toLowerCase();
-      const list = codings.split(',').map((c) => c.trim());
-      const last = list[list.length - 1]!;
+      // Codings are compared after trimming SP and HTAB only: String.trim() also drops NBSP
+      // (0xA0), so "\xa0chunked" would be chunked here and an unknown coding to the next hop.
+      const chunkedOnly = typeof te === 'string' && isChunked(te, 0, te.length);
       // Envoy accepts only "chunked" itself in a request; other codings are 501.
-      if (this.kind === 'request' && (list.length !== 1 || last !== 'chunked'))
+      if (this.kind === 'request' && !chunkedOnly)
         throw new ParseError(501, 'http1.invalid_transfer_encoding', 'unsupported transfer-encoding');
       if (head.minor === 0 && this.kind === 'request')
         throw new ParseError(400, 'http1.codec_error', 'transfer-encoding in an HTTP/1.0 request');
@@ -499,20 +567,14 @@ export class Http1Parser {
           'http1.content_length_and_chunked_not_allowed',
           'both content-length and transfer-encoding',
         );
-      if (last !== 'chunked') {
-        if (this.kind === 'request')
-          throw new ParseError(501, 'http1.invalid_transfer_encoding', 'unsupported transfer-encoding');
-      } else head.chunked = true;
+      // A response is chunked when chunked is its last coding (RFC 9112 6.3), else read until close.
+      if (chunkedOnly || lastCodingIsChunked(te)) head.chunked = true;
     } else if (cl !== undefined) {
-      if (typeof cl === 'string' && DIGITS.test(cl)) head.contentLength = Number(cl);
-      else {
-        // Repeated values (in one header or several) are accepted only when all are equal.
-        const values = (Array.isArray(cl) ? cl.join(',') : cl).split(',').map((v) => v.trim());
-        const first = values[0]!;
-        if (!DIGITS.test(first) || values.some((v) => v !== first))
-          throw new ParseError(400, 'http1.content_length_not_allowed', 'invalid content-length');
-        head.contentLength = Number(first);
-      }
+      // One value of 1*DIGIT. Repeated values, even equal ones ("3, 3" or two lines), are 400
+      // as in Envoy's codec: RFC 9110 8.6 allows accepting them, but a next hop may not.
+      const n = typeof cl === 'string' ? contentLength(cl) : -1;
+      if (n < 0) throw new ParseError(400, 'http1.content_length_not_allowed', 'invalid content-length');
+      head.contentLength = n;
     }
 
     this.head = head;
@@ -567,8 +629,110 @@ export class Http1Parser {
   }
 }
 
-const CRLF_BUF = Buffer.from('\r\n');
 const CRLF2_BUF = Buffer.from('\r\n\r\n');
-const LF2_BUF = Buffer.from('\n\n');
+
+/** A LF in buf[from..] not preceded by CR (a line ended the way Envoy's codec rejects). */
+function hasBareLF(buf: Buffer, from: number): boolean {
+  for (let i = buf.indexOf(10, from); i >= 0; i = buf.indexOf(10, i + 1)) {
+    if (i === from || buf[i - 1] !== 13) return true;
+  }
+  return false;
+}
+
+/**
+ * Header maps are plain objects, and these two names (the only lower-case members of
+ * Object.prototype) would read inherited values: "constructor" was forwarded as Object's source
+ * text, and "__proto__" replaced the map's prototype. They are set as own properties instead.
+ */
+function addOwn(h: Headers, key: string, value: string): void {
+  const prev = Object.hasOwn(h, key) ? h[key] : undefined;
+  const next = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value];
+  Object.defineProperty(h, key, { value: next, enumerable: true, writable: true, configurable: true });
+}
+
+/** s[start, end) without leading and trailing SP and HTAB (RFC 9110 OWS; not String.trim's set). */
+function trimOWS(s: string, start: number, end: number): string {
+  while (start < end && isOWS(s.charCodeAt(start))) start++;
+  while (end > start && isOWS(s.charCodeAt(end - 1))) end--;
+  return s.slice(start, end);
+}
+
+function isOWS(c: number): boolean {
+  return c === 32 || c === 9;
+}
+
+/** Whether s[start, end) is the token "chunked" (any case) between OWS. */
+function isChunked(s: string, start: number, end: number): boolean {
+  while (start < end && isOWS(s.charCodeAt(start))) start++;
+  while (end > start && isOWS(s.charCodeAt(end - 1))) end--;
+  if (end - start !== 7) return false;
+  for (let i = 0; i < 7; i++) if ((s.charCodeAt(start + i) | 0x20) !== CHUNKED.charCodeAt(i)) return false;
+  return true;
+}
+const CHUNKED = 'chunked';
+
+/** A response's transfer-coding list (one line or several) ends in chunked. */
+function lastCodingIsChunked(te: string | string[]): boolean {
+  const last = Array.isArray(te) ? te[te.length - 1]! : te;
+  return isChunked(last, last.lastIndexOf(',') + 1, last.length);
+}
+
+/** A content-length value of 1 to 15 digits between OWS, or -1 (anything else, a list included). */
+function contentLength(s: string): number {
+  let start = 0;
+  let end = s.length;
+  while (start < end && isOWS(s.charCodeAt(start))) start++;
+  while (end > start && isOWS(s.charCodeAt(end - 1))) end--;
+  if (end === start || end - start > 15) return -1;
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/** Whether a comma-separated list (one header line or several) holds `token` (lower case), any case. */
+function hasToken(v: string | string[], token: string): boolean {
+  if (Array.isArray(v)) {
+    for (const x of v) if (hasToken(x, token)) return true;
+    return false;
+  }
+  const len = v.length;
+  let start = 0;
+  while (start < len) {
+    let end = v.indexOf(',', start);
+    if (end < 0) end = len;
+    let a = start;
+    let b = end;
+    while (a < b && isOWS(v.charCodeAt(a))) a++;
+    while (b > a && isOWS(v.charCodeAt(b - 1))) b--;
+    if (b - a === token.length) {
+      let i = 0;
+      for (; i < token.length; i++) {
+        let c = v.charCodeAt(a + i);
+        if (c >= 65 && c <= 90) c |= 0x20;
+        if (c !== token.charCodeAt(i)) break;
+      }
+      if (i === token.length) return true;
+    }
+    start = end + 1;
+  }
+  return false;
+}
+
+/** An absolute-form target (scheme "://" authority ...) whose authority holds an '@'. */
+function hasUserinfo(target: string): boolean {
+  const s = target.indexOf('://');
+  if (s < 0) return false;
+  for (let i = s + 3; i < target.length; i++) {
+    const c = target.charCodeAt(i);
+    if (c === 47 /* / */ || c === 63 /* ? */) return false;
+    if (c === 64 /* @ */) return true;
+  }
+  return false;
+}
+
 /** A CONNECT target: host:port, the host a name, an IPv4 address or a bracketed IPv6 address. */
 const AUTHORITY_FORM = /^(?:\[[0-9A-Fa-f:.]+\]|[^\s:/?#@[\]]+):\d{1,5}$/;

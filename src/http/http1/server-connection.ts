@@ -41,6 +41,11 @@ export interface Http1ServerOptions {
   maxConnectionDurationMs: number;
   /** max_requests_per_connection: the N-th response closes the connection (0 = off). */
   maxRequestsPerConnection: number;
+  /**
+   * delayed_close_timeout: once Herald ends a connection, how long the client has to close its
+   * side before the socket is closed anyway (0 = as soon as the final write is flushed).
+   */
+  delayedCloseTimeoutMs: number;
 }
 
 export interface Http1ServerCallbacks {
@@ -60,6 +65,10 @@ class Http1ServerStream implements ServerStream, ResponseSink, HeldHead {
   finished = false;
   private chunked = false;
   private closeAfter: boolean;
+  /** After a 101 or a CONNECT 2xx: the connection carries raw bytes both ways. */
+  get tunnelled(): boolean {
+    return this.raw;
+  }
   /** The request asked to upgrade (WebSocket): after a 101, the connection is a byte tunnel. */
   readonly upgradeRequest: boolean;
   /** A CONNECT request: after a 2xx, the connection is a byte tunnel. */
@@ -270,6 +279,12 @@ export class Http1ServerConnection {
   /** Envoy's connection idle timeout: no request in progress for this long closes it. */
   private readonly idleTimer: StreamTimer | undefined;
   private durationTimer: NodeJS.Timeout | undefined;
+  /** Herald has ended the connection: input is read and discarded until the client closes. */
+  private closing = false;
+  /** delayed_close_timeout, armed once closing. */
+  private closeTimer: StreamTimer | undefined;
+  /** Bytes not yet flushed when closeTimer was last armed: less at expiry is progress. */
+  private unflushed = 0;
 
   constructor(
     readonly socket: net.Socket,
@@ -310,6 +325,7 @@ export class Http1ServerConnection {
   }
 
   pauseReading(): void {
+    if (this.closing) return; // reading goes on until the client's FIN
     this.bodyPaused = true;
     this.socket.pause();
   }
@@ -325,6 +341,7 @@ export class Http1ServerConnection {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.closing) return;
     if (this.tunnel) {
       this.tunnel.body.push(this.parser.keep(chunk));
       return;
@@ -340,6 +357,7 @@ export class Http1ServerConnection {
   }
 
   private feed(chunk: Buffer): void {
+    if (this.closing) return; // e.g. requests pipelined after a `connection: close` one
     if (!this.active && !this.headersTimer.armed && !this.parser.inProgress) {
       // The header phase is bounded from the first byte: by request_headers_timeout, else by the
       // stream idle timeout (Envoy's stream exists from the first byte), so a client trickling
@@ -398,7 +416,8 @@ export class Http1ServerConnection {
     this.readPaused = true;
     this.backlog = this.backlog ? Buffer.concat([rest, this.backlog]) : this.parser.keep(rest);
     this.socket.once('drain', () => {
-      if (this.active || this.closed) return; // onResponseComplete resumes once that response ends
+      // onResponseComplete resumes once that response ends.
+      if (this.active || this.closed || this.closing) return;
       this.releaseBacklog();
     });
   }
@@ -448,14 +467,16 @@ export class Http1ServerConnection {
     const requestDone = stream.body.ended;
     this.active = undefined;
     if (close || this.draining || this.peerEnded) {
-      this.socket.end();
+      // A tunnel's client may go on sending after the upstream's FIN: only the write side ends.
+      if (!stream.tunnelled) this.endConnection();
+      else if (!this.socket.writableEnded) this.socket.end();
       return;
     }
     if (!requestDone) {
       // Answered before the request body finished (e.g. a local reply): Envoy closes the
-      // connection rather than read and discard an unbounded body.
+      // connection rather than pass on the rest of an unbounded body.
       stream.body.discard();
-      this.socket.end();
+      this.endConnection();
       return;
     }
     this.idleTimer?.arm(this.options.idleTimeoutMs);
@@ -487,14 +508,62 @@ export class Http1ServerConnection {
   }
 
   private writeErrorAndClose(status: number, body: string): void {
-    if (this.closed || this.socket.destroyed) return;
-    this.socket.end(
+    this.endConnection(
       `HTTP/1.1 ${status} ${reason(status)}\r\ncontent-length: ${body.length}\r\ncontent-type: text/plain\r\ndate: ${httpDate()}\r\nserver: ${this.options.serverName}\r\nconnection: close\r\n\r\n${body}`,
     );
-    this.socket.pause();
+  }
+
+  /**
+   * Ends the connection after `last` (and what was written before), as Envoy's delayed close
+   * does. Input is still read, and discarded, so the client's FIN is seen and the socket (half
+   * open: listeners allow it) is released as soon as both sides are done; a client that does not
+   * close is cut off delayed_close_timeout after the last write progress, so it cannot hold the
+   * fd. With 0 the socket closes as soon as the write is flushed.
+   */
+  private endConnection(last?: string): void {
+    const s = this.socket;
+    if (this.closing || this.closed || s.destroyed) return;
+    this.closing = true;
+    this.headersTimer.disarm();
+    this.idleTimer?.disarm();
+    // Pipelined bytes held for later go with the connection.
+    this.backlog = undefined;
+    this.readPaused = false;
+    this.bodyPaused = false;
+    if (!s.writableEnded) {
+      if (last === undefined) s.end();
+      else s.end(last);
+    }
+    const ms = this.options.delayedCloseTimeoutMs;
+    if (ms > 0) {
+      this.unflushed = s.writableLength;
+      this.closeTimer = new StreamTimer(() => this.onDelayedClose());
+      this.closeTimer.arm(ms);
+      // The flush completing is progress too: the client gets the full delay from there.
+      if (!s.writableFinished)
+        s.once('finish', () => {
+          if (!this.closed) this.closeTimer?.arm(ms);
+        });
+    } else if (s.writableFinished) s.destroy();
+    else s.once('finish', () => s.destroy());
+    s.resume();
+  }
+
+  private onDelayedClose(): void {
+    const s = this.socket;
+    if (s.destroyed) return;
+    // As in Envoy, write progress restarts the delay: a slow reader still gets the whole reply.
+    if (!s.writableFinished && s.writableLength < this.unflushed) {
+      this.unflushed = s.writableLength;
+      this.closeTimer?.arm(this.options.delayedCloseTimeoutMs);
+      return;
+    }
+    s.destroy();
   }
 
   private onEnd(): void {
+    // Herald ended the connection first: with both sides done, the socket closes by itself.
+    if (this.closing) return;
     if (this.readPaused && !this.closed) {
       // Pipelined requests read before the FIN are still waiting: it counts after them.
       this.endPending = true;
@@ -510,9 +579,7 @@ export class Http1ServerConnection {
     this.peerEnded = true;
     const outcome = this.parser.finish();
     if (!this.active) {
-      // Usually already ended by a `connection: close` response; a second end() costs Node an
-      // error object with a stack trace.
-      if (!this.socket.writableEnded) this.socket.end();
+      this.endConnection();
       return;
     }
     // A request cut short: HTTP/1 has no half-close, so the stream is reset (Envoy's behaviour)
@@ -528,6 +595,7 @@ export class Http1ServerConnection {
     this.headersTimer.disarm();
     this.idleTimer?.disarm();
     clearTimeout(this.durationTimer);
+    this.closeTimer?.disarm();
     this.active?.abort();
     this.active = undefined;
   }
@@ -539,7 +607,8 @@ export class Http1ServerConnection {
   /** Stop keep-alive: the next response carries connection: close; idle connections close now. */
   drain(closeIdle = true): void {
     this.draining = true;
-    if (closeIdle && !this.active && !this.socket.writableEnded) this.socket.end();
+    // A tunnel the upstream half-closed is left to its client (its bytes still go upstream).
+    if (closeIdle && !this.active && !this.tunnel) this.endConnection();
   }
 }
 

@@ -592,7 +592,7 @@ describe('Http1Parser: errors', () => {
       '-5\r\nhello\r\n0\r\n\r\n',
       '\r\nhello\r\n0\r\n\r\n',
       '0x5\r\nhello\r\n0\r\n\r\n',
-      '123456789\r\n',
+      '123456789abcdef01\r\n',
       '5\r\nhelloXX0\r\n\r\n',
       '5\r\nhello\n0\r\n\r\n',
     ]) {
@@ -649,5 +649,156 @@ describe('Http1Parser: errors', () => {
     ]) {
       rejects('response', `${line}\r\nContent-Length: 0\r\n\r\n`, 400);
     }
+  });
+});
+
+// Framing that lets a second message hide inside the first (request smuggling), or that a strict
+// peer reads differently: each case is rejected, whole or byte by byte, and never waits for more.
+describe('Http1Parser: smuggling-resistant framing', () => {
+  const CHUNKED = 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n';
+
+  /** Throws `status` on `input` alone (no more bytes needed), fed whole or byte by byte. */
+  const rejectsNow = (kind: 'request' | 'response', input: string, status = 400) =>
+    rejects(kind, input, status);
+
+  it('a control character in a chunk extension is 400 (bare LF, bare CR, NUL, DEL)', () => {
+    // The tester's case: a bare LF inside the extension hid "xx" (and a request) in the size line.
+    rejectsNow('request', `${CHUNKED}2;\nxx\r\nab\r\n0\r\n\r\n`);
+    rejectsNow('request', `${CHUNKED}2;a\nGET /smuggled HTTP/1.1\r\nab\r\n0\r\n\r\n`);
+    rejectsNow('request', `${CHUNKED}2;a\rb\r\nab\r\n0\r\n\r\n`);
+    rejectsNow('request', `${CHUNKED}2;a\0b\r\nab\r\n0\r\n\r\n`);
+    rejectsNow('request', `${CHUNKED}2;a\x7f\r\nab\r\n0\r\n\r\n`);
+    rejectsNow('request', `${CHUNKED}0;a\nb\r\n\r\n`);
+    rejectsNow('response', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2;\nxx\r\nab\r\n0\r\n\r\n');
+  });
+
+  it('whitespace around a chunk size, or between it and the line end, is 400', () => {
+    for (const line of [' 2', '2 ', '2\t', '\t2', ' 2 ', '2 3', '2 x']) {
+      rejectsNow('request', `${CHUNKED}${line}\r\nab\r\n0\r\n\r\n`);
+    }
+  });
+
+  it('a chunk line ending in a bare LF is 400 at once (no wait for a CRLF)', () => {
+    rejectsNow('request', `${CHUNKED}2\n`);
+    rejectsNow('request', `${CHUNKED}2;ext\n`);
+    rejectsNow('request', `${CHUNKED}2\r\nab\r\n0\n`);
+    rejectsNow('request', `${CHUNKED}2\rab`);
+  });
+
+  it('a chunk size that overflows, is not hex, or lacks its CRLF after the data is 400', () => {
+    rejectsNow('request', `${CHUNKED}${'f'.repeat(17)}\r\n`);
+    rejectsNow('request', `${CHUNKED}20000000000000\r\n`); // past 2^53
+    rejectsNow('request', `${CHUNKED}g\r\n`);
+    rejectsNow('request', `${CHUNKED};ext\r\n`);
+    rejectsNow('request', `${CHUNKED}+2\r\nab\r\n0\r\n\r\n`);
+    rejectsNow('request', `${CHUNKED}2\r\nabc\r\n0\r\n\r\n`);
+    rejectsNow('request', `${CHUNKED}2\r\nab\n\r\n0\r\n\r\n`);
+  });
+
+  it('accepts BWS before a chunk extension (RFC 9112 7.1.1), quoted values and leading zeros', () => {
+    const input = `${CHUNKED}2 ;a=1\r\nab\r\n1\t; b="x;y \\" z"\r\nc\r\n00000000003\r\ndef\r\n0 ;last\r\n\r\n`;
+    everySplit('request', input, (r, how) => {
+      assert.equal(r.messages.length, 1, how);
+      assert.equal(r.messages[0]!.body, 'abcdef', how);
+    });
+  });
+
+  it('trailers ended by a bare LF are 400 at once', () => {
+    rejectsNow('request', `${CHUNKED}0\r\n\n`);
+    rejectsNow('request', `${CHUNKED}0\r\nX-T: 1\n\n`);
+    rejectsNow('request', `${CHUNKED}0\r\nX-T: 1\nX-U: 2\r\n`);
+  });
+
+  it('a head whose lines end in bare LFs is 400 at once, even without an empty line', () => {
+    rejectsNow('request', 'GET / HTTP/1.1\nHost: h\n\r\n');
+    rejectsNow('request', 'GET / HTTP/1.1\r\nHost: h\nX: y\r\n');
+  });
+
+  it('repeated content-lengths are 400 even when equal (as Envoy), in one line or several', () => {
+    for (const cl of [
+      'Content-Length: 3\r\nContent-Length: 3',
+      'Content-Length: 3, 3',
+      'Content-Length: 3,3',
+      'Content-Length: 3,',
+      'content-length: 3\r\nCONTENT-LENGTH: 3',
+    ]) {
+      rejectsNow('request', `POST / HTTP/1.1\r\nHost: h\r\n${cl}\r\n\r\nabc`);
+    }
+    rejectsNow('response', 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc');
+  });
+
+  it('only SP and HTAB are whitespace around framing values (not NBSP, VT or FF)', () => {
+    rejectsNow('request', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: \xa03\r\n\r\nabc');
+    rejectsNow('request', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\xa0\r\n\r\nabc');
+    rejectsNow(
+      'request',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \xa0chunked\r\n\r\n0\r\n\r\n',
+      501,
+    );
+    rejectsNow(
+      'request',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n',
+      501,
+    );
+    everySplit('request', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\t 3 \t\r\n\r\nabc', (r, how) => {
+      assert.equal(r.messages[0]?.body, 'abc', how);
+    });
+  });
+
+  it('two Host header lines are 400 (RFC 9112 3.2)', () => {
+    rejectsNow('request', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n');
+    rejectsNow('request', 'GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nhost: a\r\n\r\n');
+  });
+
+  it('userinfo in an absolute-form target is 400 (http1.invalid_url)', () => {
+    for (const target of [
+      'http://user:pw@host/',
+      'http://user@host',
+      'HTTPS://u@h:443/x?y',
+      'http://@host/',
+    ]) {
+      assert.throws(
+        () => feed('request', [Buffer.from(`GET ${target} HTTP/1.1\r\nHost: h\r\n\r\n`)]),
+        (e: unknown) => e instanceof ParseError && e.status === 400 && e.details === 'http1.invalid_url',
+        target,
+      );
+    }
+    // An @ in the path or query is not userinfo.
+    const ok = feed('request', [Buffer.from('GET http://host/a@b?c=@ HTTP/1.1\r\nHost: h\r\n\r\n')]);
+    assert.equal(ok.messages[0]?.head.path, 'http://host/a@b?c=@');
+  });
+
+  it('Connection options are matched as whole tokens, not substrings', () => {
+    const head = (req: string) => feed('request', [Buffer.from(`${req}\r\n\r\n`)]).messages[0]!.head;
+    const up = 'GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n';
+    assert.equal(head(`${up}Connection: xupgrade`).upgrade, false);
+    assert.equal(head(`${up}Connection: upgrades`).upgrade, false);
+    assert.equal(head(`${up}Connection: keep-alive, Upgrade`).upgrade, true);
+    assert.equal(head(`${up}Connection: keep-alive\r\nConnection: upgrade`).upgrade, true);
+    assert.equal(head(`${up}Connection: \tUPGRADE\t,close`).upgrade, true);
+    assert.equal(head('GET / HTTP/1.1\r\nHost: h\r\nConnection: notclose').close, false);
+    assert.equal(head('GET / HTTP/1.1\r\nHost: h\r\nConnection: foo ,close ').close, true);
+    assert.equal(head('GET / HTTP/1.0\r\nConnection: keep-alive-not').close, true);
+  });
+
+  it('header names that are members of Object.prototype are ordinary headers', () => {
+    const own = (h: Headers, key: string) => (Object.hasOwn(h, key) ? h[key] : undefined);
+    const input =
+      'POST / HTTP/1.1\r\nHost: h\r\nConstructor: c\r\n__proto__: p1\r\n__PROTO__: p2\r\n' +
+      'Transfer-Encoding: chunked\r\n\r\n0\r\nconstructor: t\r\n\r\n';
+    everySplit('request', input, (r, how) => {
+      const m = r.messages[0]!;
+      assert.equal(Object.getPrototypeOf(m.head.headers), Object.prototype, how);
+      assert.equal(own(m.head.headers, 'constructor'), 'c', how);
+      assert.deepEqual(own(m.head.headers, '__proto__'), ['p1', 'p2'], how);
+      assert.equal(own(m.trailers!, 'constructor'), 't', how);
+    });
+    const res = feed('response', [
+      Buffer.from('HTTP/1.1 200 OK\r\n__proto__: x\r\nContent-Length: 0\r\n\r\n'),
+    ]);
+    const h = res.messages[0]!.head.headers;
+    assert.equal(Object.getPrototypeOf(h), Object.prototype);
+    assert.equal(own(h, '__proto__'), 'x');
+    assert.equal(res.messages[0]!.head.contentLength, 0);
   });
 });
