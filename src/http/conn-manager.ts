@@ -253,14 +253,24 @@ export interface Http2Keepalive {
   jitterPercent: number;
 }
 
-/** Envoy's default delayed_close_timeout: how long a closing connection waits for its peer. */
-const DELAYED_CLOSE_MS = 1000;
+/** Whether a comma-separated header value (e.g. `connection`) lists `token` (lower case) as a whole token. */
+function hasToken(value: string, token: string): boolean {
+  for (const t of value.split(',')) if (t.trim().toLowerCase() === token) return true;
+  return false;
+}
 
-/** Ends `socket` (flushing what is queued) and destroys it if it is still open after `ms`. */
+/**
+ * Ends `socket` (flushing what is queued) and destroys it if it is still open after `ms`
+ * (delayed_close_timeout; 0: at once).
+ */
 function closeSoon(socket: Socket | Duplex, ms: number): void {
   if (socket.destroyed) return;
+  if (ms <= 0) {
+    socket.destroy();
+    return;
+  }
   if (!socket.writableEnded) socket.end();
-  const t = setTimeout(() => socket.destroy(), ms);
+  const t = setTimeout(() => socket.destroy(), timerMs(ms));
   t.unref();
   socket.once('close', () => clearTimeout(t));
 }
@@ -575,7 +585,7 @@ export class ConnectionManager implements NetworkFilter {
     const conn = connOf.get(socket);
     // HTTP/2 has no half-close: the client's FIN ends the connection, as in Envoy. Listener sockets
     // allow half-open (for tcp_proxy), so Node's session alone would keep it in CLOSE-WAIT.
-    if (conn) conn.socket.once('end', () => closeSoon(conn.socket, DELAYED_CLOSE_MS));
+    if (conn) conn.socket.once('end', () => closeSoon(conn.socket, this.config.delayedCloseTimeoutMs));
     this.pendingConn = conn;
     this.h2.emit('connection', socket);
     this.pendingConn = undefined;
@@ -637,7 +647,7 @@ export class ConnectionManager implements NetworkFilter {
     // An Upgrade (e.g. WebSocket) goes on only if upgrade_configs allow it (the router decides,
     // as a route may override the HCM); otherwise Envoy answers 403 (upgrade_failed).
     const isUpgrade =
-      s.protocol !== 'HTTP/2' && h.upgrade !== undefined && /upgrade/i.test(String(h.connection ?? ''));
+      s.protocol !== 'HTTP/2' && h.upgrade !== undefined && hasToken(String(h.connection ?? ''), 'upgrade');
     let upgradeType = isUpgrade ? String(h.upgrade).toLowerCase() : undefined;
     // CONNECT is an upgrade of its own type; HTTP/2 extended CONNECT (RFC 8441) stands for the
     // HTTP/1 upgrade named by :protocol and is handled as that GET + Upgrade, as Envoy's codec does.

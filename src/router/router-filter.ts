@@ -31,6 +31,7 @@ import { RetryState, STRICT_CHECKABLE_HEADERS, validControlHeader } from './retr
  * not closures: no per-request function objects on the hot path).
  */
 class Attempt implements UpstreamCallbacks {
+  /** Set once the pool returns it: a reset from inside newStream() finds it still unset (see abortAttempt). */
   req!: UpstreamRequest;
   /** When the attempt started (common/clock). */
   readonly start = monotonicNow();
@@ -563,7 +564,7 @@ class RouterFilter implements HttpFilter {
       if (st === 'yes') {
         // The answer is discarded and the attempt reset; the retry follows after the back-off.
         this.endAttempt(a);
-        a.req.abort();
+        a.req?.abort(); // unset while newStream() is still running
         return;
       }
       if (st === 'limit_exceeded') cb.streamInfo.setFlag(ResponseFlag.URX);
@@ -656,7 +657,7 @@ class RouterFilter implements HttpFilter {
     (idle ? stats.upstream_rq_per_try_idle_timeout : stats.upstream_rq_per_try_timeout).inc();
     a.host.outlier?.putResult('LOCAL_ORIGIN_TIMEOUT');
     this.endAttempt(a);
-    a.req.abort();
+    a.req?.abort(); // unset while newStream() is still running
     this.failAttempt(a, 'timeout', idle ? 'upstream_per_try_idle_timeout' : 'upstream_per_try_timeout');
   }
 
@@ -785,7 +786,7 @@ class RouterFilter implements HttpFilter {
     if (a) {
       a.host.outlier?.putResult('LOCAL_ORIGIN_TIMEOUT');
       this.endAttempt(a);
-      a.req.abort();
+      a.req?.abort(); // unset while newStream() is still running
     }
     const started = this.responseStarted;
     this.finish();
@@ -805,7 +806,7 @@ class RouterFilter implements HttpFilter {
     const a = this.attempt;
     if (a) {
       this.endAttempt(a);
-      a.req.abort();
+      a.req?.abort(); // unset while newStream() is still running
     }
     this.finish();
   }
