@@ -214,13 +214,23 @@ class H2Session {
     this.scheduleKeepalive();
   }
 
+  /** After a protocol error Node's binding reported (see mapSessionErrors): is the session still read? */
+  verify(error: Error): void {
+    clearTimeout(this.keepalive);
+    if (this.probing) return; // the PING in flight decides
+    this.probe(PROTOCOL_ERROR_PING_TIMEOUT_MS, () =>
+      this.session.destroy(error, http2Module().constants.NGHTTP2_PROTOCOL_ERROR),
+    );
+  }
+
   /** Sends a PING; no ACK within `timeoutMs` closes the connection (a session that is not read never answers). */
-  private probe(timeoutMs: number): void {
+  private probe(timeoutMs: number, onTimeout?: () => void): void {
     const session = this.session;
     if (this.probing || session.closed || session.destroyed) return;
     this.probing = setTimeout(() => {
       log.debug(`HTTP/2 connection ${this.conn.id}: no PING ACK within ${timeoutMs} ms; closing`);
-      session.destroy();
+      if (onTimeout) onTimeout();
+      else session.destroy();
     }, timerMs(timeoutMs));
     this.probing.unref();
     const acked = () => {
@@ -280,6 +290,8 @@ const DEAD_SESSION_CHECK_MS = 2_000;
 /** A session that opens no stream for this long gets a PING (see H2Session.check()). */
 const DEAD_SESSION_QUIET_MS = 60_000;
 const DEAD_SESSION_PING_TIMEOUT_MS = 5_000;
+/** How long a session has to answer the PING that follows a protocol error (H2Session.verify). */
+const PROTOCOL_ERROR_PING_TIMEOUT_MS = 1_000;
 
 // nghttp2 library error codes that Node reports to JavaScript (NGHTTP2_ERR_*).
 const NGHTTP2_ERR_PROTO = -505;
@@ -287,9 +299,11 @@ const NGHTTP2_ERR_FLOW_CONTROL = -524;
 
 /**
  * Node ends a session on an error its binding reports with GOAWAY INTERNAL_ERROR whatever the
- * cause. Two causes get what RFC 9113 asks for: a flow-control window past 2^31-1 is a
- * FLOW_CONTROL_ERROR (6.9.1), and an unsolicited PING or SETTINGS ACK, which Node's binding alone
- * (not nghttp2) reports as a protocol error, is ignored (6.7).
+ * cause. A flow-control window past 2^31-1 gets FLOW_CONTROL_ERROR instead (RFC 9113 6.9.1).
+ * A generic protocol error is what Node's binding also reports, by itself, for an unsolicited
+ * PING or SETTINGS ACK, which RFC 9113 6.7 says to ignore, and the two cannot be told apart
+ * here: the session is asked with a PING instead (H2Session.verify). One that answers goes on;
+ * one that does not (nghttp2 failed on the input and stopped reading) is closed.
  */
 function mapSessionErrors(session: http2.Http2Session): void {
   const destroy = session.destroy;
@@ -300,7 +314,13 @@ function mapSessionErrors(session: http2.Http2Session): void {
       errno !== undefined &&
       (error as { code?: string }).code === 'ERR_HTTP2_ERROR'
     ) {
-      if (errno === NGHTTP2_ERR_PROTO && !this.destroyed && !this.closed) return this;
+      if (errno === NGHTTP2_ERR_PROTO && !this.destroyed && !this.closed) {
+        const h2s = h2Sessions.get(this);
+        if (h2s) {
+          h2s.verify(error!);
+          return this;
+        }
+      }
       if (errno === NGHTTP2_ERR_FLOW_CONTROL) code = http2Module().constants.NGHTTP2_FLOW_CONTROL_ERROR;
     }
     return destroy.call(this, error, code);

@@ -105,6 +105,8 @@ export function requestBlock(path = '/', method = 'GET', extra: [string, string]
 export class RawH2 {
   readonly frames: Frame[] = [];
   closed = false;
+  /** Answer the server's PINGs (a client that does not is what keepalive finds). */
+  answerPings = true;
   private buf = Buffer.alloc(0);
   private waiters: (() => void)[] = [];
 
@@ -122,9 +124,11 @@ export class RawH2 {
         };
         this.buf = this.buf.subarray(9 + len);
         this.frames.push(f);
-        // Acknowledge the server's SETTINGS, as any client must.
+        // Acknowledge the server's SETTINGS and PINGs, as any client must (unless told not to).
         if (f.type === FrameType.SETTINGS && !(f.flags & Flag.ACK) && !socket.destroyed)
           socket.write(frame(FrameType.SETTINGS, Flag.ACK, 0));
+        if (f.type === FrameType.PING && !(f.flags & Flag.ACK) && this.answerPings && !socket.destroyed)
+          socket.write(frame(FrameType.PING, Flag.ACK, 0, f.payload));
       }
       this.wake();
     });
@@ -142,13 +146,14 @@ export class RawH2 {
   }
 
   /** Connects, sends the preface and an empty SETTINGS, and waits for the server's SETTINGS ACK. */
-  static async connect(port: number, host = '127.0.0.1'): Promise<RawH2> {
+  static async connect(port: number, host = '127.0.0.1', answerPings = true): Promise<RawH2> {
     const socket = net.connect({ port, host });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);
     });
     const c = new RawH2(socket);
+    c.answerPings = answerPings;
     socket.write(Buffer.concat([PREFACE, frame(FrameType.SETTINGS, 0, 0)]));
     await c.waitFor((f) => f.type === FrameType.SETTINGS && (f.flags & Flag.ACK) !== 0, 3000, 'SETTINGS ACK');
     return c;
