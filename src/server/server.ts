@@ -145,7 +145,7 @@ export class Server {
     if (role === 'main') await this.startWorkers(sharedCounters);
     else {
       for (const lc of this.config.listeners) {
-        const l = new ActiveListener(lc, stats, worker?.index ?? 0);
+        const l = this.newListener(lc);
         const given = worker?.listeners.find((x) => x.name === lc.name);
         await l.listen(given);
         const limit = this.config.runtime[`envoy.resource_limits.listener.${lc.name}.connection_limit`];
@@ -316,7 +316,7 @@ export class Server {
       ]);
     }
     if (old) await this.removeListener(config.name, false);
-    const l = new ActiveListener(config, stats, this.options.worker?.index ?? 0);
+    const l = this.newListener(config);
     if (this.workers) await l.listen({ port: this.workers.bindDynamic(config) });
     else if (this.options.worker) await l.listen({ port: port ?? config.address.port });
     else await l.listen();
@@ -337,7 +337,13 @@ export class Server {
       this.context.stats.counter('listener_manager.listener_removed').inc();
     }
     this.context.stats.gauge('listener_manager.total_listeners_active').set(this.listeners.length);
-    void l!.drain();
+    void l!.remove();
+  }
+
+  private newListener(config: ListenerConfig): ActiveListener {
+    const l = new ActiveListener(config, this.context.stats, this.options.worker?.index ?? 0);
+    l.drainTimeMs = (this.options.drainTimeS ?? 600) * 1000;
+    return l;
   }
 
   /** Bound ports of the listeners by name (what workers need for LDS listeners). */

@@ -92,6 +92,7 @@ async function init(m: WorkerInit): Promise<void> {
   server = new Server(
     {
       concurrency: m.concurrency,
+      drainTimeS: m.drainTimeMs / 1000,
       serviceCluster: m.serviceCluster,
       serviceNode: m.serviceNode,
       worker: {

@@ -29,6 +29,8 @@ export interface WorkerInit {
   dynamic: Array<{ typeUrl: string; resources: XdsResource[]; ports?: Record<string, number> }>;
   heartbeatMs: number;
   statsFlushMs: number;
+  /** --drain-time-s, in ms: how long connections of a listener LDS replaced may go on. */
+  drainTimeMs: number;
   /** The server fails health checks (admin /healthcheck/fail). */
   healthCheckFailed: boolean;
 }

@@ -201,6 +201,7 @@ export class WorkerManager {
       sharedCounters: FIRST_LISTEN_FD,
       heartbeatMs: Math.max(5, Math.min(50, this.opts.watchdog.missMs / 4)),
       statsFlushMs: 1000,
+      drainTimeMs: this.opts.drainTimeMs,
       healthCheckFailed: this.opts.healthCheckFailed(),
     };
     child.send(init);
