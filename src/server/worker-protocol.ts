@@ -37,7 +37,8 @@ export interface WorkerInit {
 
 export type MainToWorker =
   | WorkerInit
-  | { t: 'conn'; l: string }
+  /** An exact-balance connection (the socket rides along); answered with 'got' and the id. */
+  | { t: 'conn'; l: string; id: number }
   | { t: 'hc'; c: string; a: string; b: number }
   | { t: 'hosts'; c: string; hosts: HostSnapshot[] }
   | { t: 'flush'; id: number }
@@ -67,6 +68,10 @@ export type WorkerToMain =
   | { t: 'ready' }
   | { t: 'hb' }
   | { t: 'cx'; l: string }
+  /** The connection handed over as `id` has arrived: the main process closes its copy. */
+  | { t: 'got'; id: number }
+  /** This worker has created the listener: it can take its connections. */
+  | { t: 'listener'; l: string }
   | { t: 'stats'; id?: number; d: StatsDelta }
   | { t: 'hcfail'; c: string; a: string }
   /** Outlier detection inputs, batched: [cluster, host address, event]. */
