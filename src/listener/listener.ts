@@ -13,6 +13,7 @@ import { nextConnectionId } from '../network/connection-id.js';
 import { releaseClosedSocket } from '../network/direct-read.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
 import type { Counter, Gauge, Histogram, StatsStore } from '../stats/store.js';
+import { AcceptGuard } from './accept-guard.js';
 import { type ConnectionFacts, selectFilterChain } from './filter-chain-match.js';
 import type { FilterChainConfig, ListenerConfig } from './listener-config.js';
 import { InspectResult } from './listener-filter.js';
@@ -57,6 +58,7 @@ export class ActiveListener {
   private noChain!: Counter;
   private listenerFilterTimeouts!: Counter;
   private cxLength!: Histogram;
+  private guard!: AcceptGuard;
   boundPort = 0;
 
   constructor(
@@ -111,6 +113,9 @@ export class ActiveListener {
     this.noChain = scope.counter('no_filter_chain_match');
     this.listenerFilterTimeouts = scope.counter('downstream_pre_cx_timeout');
     this.cxLength = scope.histogram('downstream_cx_length_ms');
+    // Made on first use: a listener that never runs out of fds shows no such stat.
+    this.guard = new AcceptGuard(this.name, () => scope.counter('downstream_cx_accept_error'));
+    if (this.server.listening) this.guard.watch(this.server);
     log.info(`listener '${this.name}' bound to ${host}:${this.boundPort}`);
   }
 
@@ -123,6 +128,7 @@ export class ActiveListener {
     socket.on('error', (e) => log.debug(`downstream socket error: ${e.message}`));
     const closed = this.onConnectionClosed;
     if (closed) socket.once('close', closed);
+    if (!this.guard.admit(socket)) return;
     const facts: ConnectionFacts = {
       localAddress: socket.localAddress ?? '',
       localPort: socket.localPort ?? 0,

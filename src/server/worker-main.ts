@@ -125,8 +125,12 @@ async function init(m: WorkerInit): Promise<void> {
   for (const l of server.listeners) report(l);
   const beat = setInterval(() => send({ t: 'hb' }), m.heartbeatMs);
   const flush = setInterval(() => {
-    const d = statsDelta();
-    if (d.c.length || d.g.length) send({ t: 'stats', d });
+    try {
+      const d = statsDelta();
+      if (d.c.length || d.g.length) send({ t: 'stats', d });
+    } catch (e) {
+      log.debug(`stats report failed: ${(e as Error).message}`);
+    }
   }, m.statsFlushMs);
   process.once('disconnect', () => {
     // The main process is gone: nothing may keep serving on its behalf.

@@ -14,7 +14,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { allLoggers, logger } from '../common/logger.js';
+import { AcceptGuard } from '../listener/accept-guard.js';
 import { type ListenSocket, makeListenSocket } from '../listener/listen-socket.js';
+import { listenerStatName } from '../listener/listener.js';
 import type { ListenerConfig } from '../listener/listener-config.js';
 import type { Counter, Gauge, StatsStore } from '../stats/store.js';
 import type { OutlierEvent } from '../upstream/cluster.js';
@@ -33,6 +35,7 @@ interface BoundListener {
   socket: ListenSocket;
   /** Exact balance: the main process accepts here. */
   acceptor?: net.Server;
+  guard?: AcceptGuard;
   /** Closed (LDS removal, stop): what is still queued for it is closed too. */
   closed?: boolean;
 }
@@ -159,8 +162,19 @@ export class WorkerManager {
 
   /** Exact balance: this process accepts on the listener's socket and hands connections over. */
   private acceptor(b: BoundListener): net.Server {
+    const { config } = b;
+    const prefix = config.statPrefix || listenerStatName(config.address.host, b.socket.port);
+    const guard = new AcceptGuard(config.name, () =>
+      this.opts.stats.counter(`listener.${prefix}.downstream_cx_accept_error`),
+    );
+    b.guard = guard;
     // Paused on accept: the worker's listener filters read the first bytes, not this process.
-    return net.createServer({ pauseOnConnect: true }, (socket) => this.dispatch({ b, socket }));
+    const acceptor = net.createServer({ pauseOnConnect: true }, (socket) => {
+      socket.on('error', () => {});
+      if (guard.admit(socket)) this.dispatch({ b, socket });
+    });
+    guard.watch(acceptor);
+    return acceptor;
   }
 
   /** The new config of a listener whose address did not change. */
@@ -250,11 +264,26 @@ export class WorkerManager {
           this.flushQueued();
         } else this.onMessage(w, m);
       });
+      // A handle the worker could not receive (no free fd there): Node answers NACK and drops it.
+      child.on('internalMessage', (m: { cmd?: string }) => {
+        if (m?.cmd === 'NODE_HANDLE_NACK') this.onHandoffRefused(w, child);
+      });
       // Gone: the process exited and its channel was read to the end ('close'; 'message' events
       // of that last read are still queued, hence setImmediate). Not 'disconnect': Node holds it
       // back while a handle awaits its ACK, which a dead worker never sends.
       child.once('close', () => setImmediate(() => this.reclaim(w, child)));
-      child.send(init);
+      // Fork failed (EMFILE, EAGAIN): no 'exit' follows. Also IPC errors towards a dying worker.
+      child.on('error', (e) => {
+        if (child.pid !== undefined || this.stopping || w.child !== child) {
+          log.debug(`worker ${w.index}: ${e.message}`);
+          return;
+        }
+        log.error(`worker ${w.index} could not be started: ${e.message}; trying again in 1 s`);
+        reject(e);
+        this.respawnLater(w);
+      });
+      // Not started (its 'error' follows): there is no channel to send on.
+      if (child.pid !== undefined) child.send(init);
       child.once('exit', (code, signal) => {
         w.ready = false;
         this.dropGauges(w);
@@ -264,9 +293,25 @@ export class WorkerManager {
           log.error(`worker ${w.index} exited (${signal ?? code}); starting a new one`);
         reject(new Error(`worker ${w.index} exited during start`));
         // Replaced, with the same listening sockets: the listeners never stop accepting.
-        this.spawn(w).catch((e) => log.error(`worker ${w.index} could not be restarted: ${e.message}`));
+        this.respawn(w);
       });
     });
+  }
+
+  private respawn(w: Worker): void {
+    try {
+      this.spawn(w).catch((e) => log.error(`worker ${w.index} could not be restarted: ${e.message}`));
+    } catch (e) {
+      log.error(`worker ${w.index} could not be restarted: ${(e as Error).message}`);
+      this.respawnLater(w);
+    }
+  }
+
+  /** Out of processes or file descriptors: try again in a second rather than give the slot up. */
+  private respawnLater(w: Worker): void {
+    setTimeout(() => {
+      if (!this.stopping) this.respawn(w);
+    }, 1000).unref();
   }
 
   private onMessage(w: Worker, m: WorkerToMain): void {
@@ -375,6 +420,21 @@ export class WorkerManager {
   /** A worker process is gone: the connections sent to it that it never took go to the others. */
   private reclaim(w: Worker, child: ChildProcess): void {
     for (const [id, h] of [...w.inflight]) if (h.child === child) this.redispatch(w, id);
+  }
+
+  /**
+   * The worker could not receive a connection (Node's NACK: no free file descriptor there).
+   * Handles reach a worker one at a time, so it is the oldest one not taken; it is offered again
+   * shortly, to whichever worker then has the fewest.
+   */
+  private onHandoffRefused(w: Worker, child: ChildProcess): void {
+    const first = [...w.inflight].find(([, h]) => h.child === child);
+    if (!first) return;
+    const [id, h] = first;
+    h.b.guard?.failed(`worker ${w.index} had no free file descriptor to receive it (offered again)`);
+    w.inflight.delete(id);
+    this.uncount(w, h);
+    setTimeout(() => this.dispatch(h), 100).unref();
   }
 
   /** A handoff that did not happen no longer counts for the worker (unless it was replaced). */
