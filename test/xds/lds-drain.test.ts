@@ -96,6 +96,7 @@ async function hammer(
   ms: number,
   everyMs: number,
   rewrite: (n: number) => void,
+  paths = (i: number, n: number) => (n % 2 ? '/direct' : `/c${i}`),
 ): Promise<{ ok: number; failures: string[]; seen: Set<string>; rewrites: number }> {
   const deadline = Date.now() + ms;
   const failures: string[] = [];
@@ -107,8 +108,8 @@ async function hammer(
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     let n = 0;
     while (Date.now() < deadline) {
-      // Alternate proxied and local responses: both must survive the drain.
-      const p = n++ % 2 ? '/direct' : `/c${i}`;
+      // By default proxied and local responses alternate: both must survive the drain.
+      const p = paths(i, n++);
       try {
         const r = await get(agent, port, p);
         if (r.status === 200) {
@@ -134,7 +135,16 @@ for (const concurrency of [1, 2])
     let port: number;
     let version = 1;
     before(async () => {
-      up = await startUpstream('up');
+      up = await startUpstream('up', (req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        if (!req.url?.startsWith('/slow')) {
+          res.end('up');
+          return;
+        }
+        // The head leaves at once, the body 20 ms later: a drain can fall in between.
+        res.flushHeaders();
+        setTimeout(() => res.end('slow'), 20);
+      });
       dir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-lds-drain-'));
       fs.writeFileSync(path.join(dir, 'lds.yaml'), ldsFile(version));
       h = await Server.create({ configYaml: bootstrap(dir, up.port), concurrency, drainTimeS: 2 });
@@ -186,6 +196,27 @@ for (const concurrency of [1, 2])
       const last = new http.Agent({ keepAlive: false });
       await until(`v${version}`, async () => (await get(last, port, '/direct')).config === `v${version}`);
       assert.equal(h.listenerPort('web'), port, 'same socket throughout');
+    });
+
+    it('a response whose head left before the update still keeps its keep-alive promise', {
+      skip: concurrency !== 1,
+      // The HTTP/1 codec closes a draining connection after the response in flight even when
+      // that response's head, already sent, did not say `connection: close` (onResponseComplete
+      // in src/http/http1/server-connection.ts): the client reuses it and its next request is
+      // reset. Passes once that response is left to finish keep-alive.
+      todo: 'HTTP/1 codec: close after a response only when it said connection: close',
+    }, async () => {
+      const r = await hammer(
+        port,
+        1500,
+        40,
+        () => {
+          version++;
+          moveIntoPlace(path.join(dir, 'lds.yaml'), ldsFile(version));
+        },
+        (i) => `/slow${i}`,
+      );
+      assert.equal(r.failures.length, 0, `${r.failures.length} of ${r.ok + r.failures.length} failed`);
     });
 
     it('an idle keep-alive connection stays open through the update and closes after the drain time', async () => {
