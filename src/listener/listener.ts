@@ -13,6 +13,7 @@ import { nextConnectionId } from '../network/connection-id.js';
 import { releaseClosedSocket } from '../network/direct-read.js';
 import { type DownstreamConnection, NetworkFilterStatus } from '../network/filter.js';
 import type { Counter, Gauge, Histogram, StatsStore } from '../stats/store.js';
+import { AcceptGuard } from './accept-guard.js';
 import { type ConnectionFacts, selectFilterChain } from './filter-chain-match.js';
 import type { FilterChainConfig, ListenerConfig } from './listener-config.js';
 import { InspectResult } from './listener-filter.js';
@@ -27,12 +28,27 @@ export function listenerStatName(host: string, port: number): string {
   return `${host.includes(':') ? `[${host}]` : host}_${port}`.replace(/:/g, '_');
 }
 
+/** Winds a connection's protocol down (see DownstreamConnection.onDrain). */
+type Drain = (closeIdle: boolean) => void;
+
 export class ActiveListener {
   private readonly server: net.Server;
   private readonly connections = new Set<net.Socket>();
   /** How each connection's protocol winds down when the listener drains. */
-  private readonly drains = new Map<net.Socket, () => void>();
+  private readonly drains = new Map<net.Socket, Drain>();
+  /**
+   * Connections of a config LDS replaced (or of a listener LDS removed): told to wind down, and
+   * closed when their drain time is over (`at`, ms) if they have not closed by then.
+   */
+  private readonly retiring = new Map<net.Socket, { drain: Drain; at: number }>();
+  private readonly retireTimers = new Set<NodeJS.Timeout>();
+  /** Bumped by each LDS change: a connection whose chain came from an older config retires. */
+  private generation = 0;
+  /** LDS removed it: connections still to register retire at once. */
+  private removed = false;
   private draining = false;
+  /** --drain-time-s: how long a replaced config's connections may keep going. */
+  drainTimeMs = 600_000;
   private cxTotal!: Counter;
   private cxActive!: Gauge;
   private workerCxTotal!: Counter;
@@ -42,6 +58,7 @@ export class ActiveListener {
   private noChain!: Counter;
   private listenerFilterTimeouts!: Counter;
   private cxLength!: Histogram;
+  private guard!: AcceptGuard;
   boundPort = 0;
 
   constructor(
@@ -96,6 +113,9 @@ export class ActiveListener {
     this.noChain = scope.counter('no_filter_chain_match');
     this.listenerFilterTimeouts = scope.counter('downstream_pre_cx_timeout');
     this.cxLength = scope.histogram('downstream_cx_length_ms');
+    // Made on first use: a listener that never runs out of fds shows no such stat.
+    this.guard = new AcceptGuard(this.name, () => scope.counter('downstream_cx_accept_error'));
+    if (this.server.listening) this.guard.watch(this.server);
     log.info(`listener '${this.name}' bound to ${host}:${this.boundPort}`);
   }
 
@@ -108,6 +128,7 @@ export class ActiveListener {
     socket.on('error', (e) => log.debug(`downstream socket error: ${e.message}`));
     const closed = this.onConnectionClosed;
     if (closed) socket.once('close', closed);
+    if (!this.guard.admit(socket)) return;
     const facts: ConnectionFacts = {
       localAddress: socket.localAddress ?? '',
       localPort: socket.localPort ?? 0,
@@ -163,6 +184,7 @@ export class ActiveListener {
   }
 
   private onInspected(socket: net.Socket, facts: ConnectionFacts, seen: Buffer | undefined): void {
+    const generation = this.generation;
     const chain = selectFilterChain(this.config.filterChains, facts) ?? this.config.defaultFilterChain;
     if (!chain) {
       this.noChain.inc();
@@ -184,6 +206,7 @@ export class ActiveListener {
       this.cxLength.recordValue(Date.now() - openedAt);
       this.connections.delete(socket);
       this.drains.delete(socket);
+      this.retiring.delete(socket);
       releaseClosedSocket(socket);
     });
     if (chain.transport) {
@@ -213,6 +236,7 @@ export class ActiveListener {
         this.runFilters(
           socket,
           chain,
+          generation,
           secure,
           facts,
           true,
@@ -226,6 +250,7 @@ export class ActiveListener {
     this.runFilters(
       socket,
       chain,
+      generation,
       socket,
       facts,
       false,
@@ -237,6 +262,7 @@ export class ActiveListener {
   private runFilters(
     raw: net.Socket,
     chain: FilterChainConfig,
+    generation: number,
     socket: net.Socket,
     f: ConnectionFacts,
     isTls: boolean,
@@ -255,9 +281,12 @@ export class ActiveListener {
       alpn,
       bufferLimit: this.config.bufferLimitBytes,
       onDrain: (drain) => {
+        // Its chain came from a config LDS has replaced (or removed) since: a TLS handshake or
+        // listener filter was under way.
+        if (this.removed || generation !== this.generation) this.retire([[raw, drain]]);
         // Accepted while draining: served, then closed (connection: close / GOAWAY).
-        if (this.draining) drain(false);
-        else this.drains.set(raw, () => drain(true));
+        else if (this.draining) drain(false);
+        else this.drains.set(raw, drain);
       },
     };
     if (connLog.on(Level.debug)) this.traceConnection(conn);
@@ -318,19 +347,63 @@ export class ActiveListener {
 
   /**
    * LDS changed this listener but not its address: new connections take the new filter chains;
-   * those already open are asked to wind down (Envoy drains the old listener's connections).
+   * those already open drain as Envoy drains a replaced listener's (see retire).
    */
   updateConfig(config: ListenerConfig): void {
     this.config = config;
-    for (const d of this.drains.values()) d();
+    this.generation++;
+    const open = [...this.drains];
     this.drains.clear();
+    this.retire(open);
+  }
+
+  /**
+   * LDS removed this listener (or moved it to another address): it stops accepting and its
+   * connections drain as in updateConfig. Resolves when they are all gone.
+   */
+  remove(): Promise<void> {
+    const closed = this.close(false);
+    this.removed = true;
+    const open = [...this.drains];
+    this.drains.clear();
+    this.retire(open);
+    return closed;
+  }
+
+  /**
+   * Envoy's drain of a replaced listener: each connection is told to wind down without being cut
+   * off (HTTP/1: the response in flight, or the next one, carries `connection: close`; HTTP/2:
+   * GOAWAY). An idle HTTP/1 keep-alive connection is not closed now: its client may be sending a
+   * request on it at this very moment, and closing under it loses that request. Whatever is still
+   * open when the drain time is over is closed (idle HTTP/1 at once, busy after its response).
+   */
+  private retire(conns: Array<[net.Socket, Drain]>): void {
+    if (conns.length === 0) return;
+    const at = Date.now() + this.drainTimeMs;
+    for (const [socket, drain] of conns) {
+      this.retiring.set(socket, { drain, at });
+      drain(false);
+    }
+    const t = setTimeout(() => {
+      this.retireTimers.delete(t);
+      const now = Date.now();
+      for (const [socket, r] of this.retiring) {
+        if (r.at > now) continue;
+        this.retiring.delete(socket);
+        r.drain(true);
+      }
+    }, timerMs(this.drainTimeMs));
+    t.unref();
+    this.retireTimers.add(t);
   }
 
   /** Asks open connections (and those still to come) to wind down, while still accepting. */
   encourageDrain(): void {
     this.draining = true;
-    for (const d of this.drains.values()) d();
+    for (const d of this.drains.values()) d(true);
     this.drains.clear();
+    for (const r of this.retiring.values()) r.drain(true);
+    this.retiring.clear();
   }
 
   /** Stopped by /drain_listeners: no longer accepting, open connections left to finish. */
@@ -345,6 +418,10 @@ export class ActiveListener {
 
   /** Stops accepting; with `force`, closes open connections too. */
   async close(force = false): Promise<void> {
+    if (force) {
+      for (const t of this.retireTimers) clearTimeout(t);
+      this.retireTimers.clear();
+    }
     const closed = this.server.listening
       ? new Promise<void>((resolve) => this.server.close(() => resolve()))
       : Promise.resolve();

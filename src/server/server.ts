@@ -1,5 +1,6 @@
 // Herald's server: clusters, listeners and admin, built from one bootstrap.
 
+import v8 from 'node:v8';
 import type { AdminServer } from '../admin/admin-server.js';
 import { daysUntilFirstCertExpiring, type TlsContextCertificates } from '../admin/certs.js';
 import { allLoggers, logger } from '../common/logger.js';
@@ -55,6 +56,15 @@ export interface ServerOptions extends CompileOptions {
     resolvedHosts(cluster: string): HostSnapshot[] | undefined;
     dynamic?: Array<{ typeUrl: string; resources: XdsResource[]; ports?: Record<string, number> }>;
   };
+}
+
+let lastFlushError = 0;
+/** A failed stats flush: logged, at most once a minute. */
+function flushFailed(e: unknown): void {
+  const now = Date.now();
+  if (now - lastFlushError < 60_000) return;
+  lastFlushError = now;
+  log.error(`stats flush failed: ${(e as Error).message}`);
 }
 
 function hashingNeeded(c: BootstrapConfig): boolean {
@@ -145,7 +155,7 @@ export class Server {
     if (role === 'main') await this.startWorkers(sharedCounters);
     else {
       for (const lc of this.config.listeners) {
-        const l = new ActiveListener(lc, stats, worker?.index ?? 0);
+        const l = this.newListener(lc);
         const given = worker?.listeners.find((x) => x.name === lc.name);
         await l.listen(given);
         const limit = this.config.runtime[`envoy.resource_limits.listener.${lc.name}.connection_limit`];
@@ -316,7 +326,7 @@ export class Server {
       ]);
     }
     if (old) await this.removeListener(config.name, false);
-    const l = new ActiveListener(config, stats, this.options.worker?.index ?? 0);
+    const l = this.newListener(config);
     if (this.workers) await l.listen({ port: this.workers.bindDynamic(config) });
     else if (this.options.worker) await l.listen({ port: port ?? config.address.port });
     else await l.listen();
@@ -337,7 +347,13 @@ export class Server {
       this.context.stats.counter('listener_manager.listener_removed').inc();
     }
     this.context.stats.gauge('listener_manager.total_listeners_active').set(this.listeners.length);
-    void l!.drain();
+    void l!.remove();
+  }
+
+  private newListener(config: ListenerConfig): ActiveListener {
+    const l = new ActiveListener(config, this.context.stats, this.options.worker?.index ?? 0);
+    l.drainTimeMs = (this.options.drainTimeS ?? 600) * 1000;
+    return l;
   }
 
   /** Bound ports of the listeners by name (what workers need for LDS listeners). */
@@ -398,19 +414,40 @@ export class Server {
       uptime.set(Math.floor((Date.now() - this.startTime) / 1000));
       live.set(this.state === 'LIVE' ? 1 : 0);
       state.set(SERVER_STATE_VALUES[this.state]);
-      const m = process.memoryUsage();
+      let m: { heapUsed: number; external: number; heapTotal: number; rss?: number };
+      try {
+        m = process.memoryUsage();
+      } catch {
+        // The resident size is read from /proc, which takes a file descriptor: at the fd limit
+        // (EMFILE) the heap figures come from V8 instead and the last resident size stays.
+        const h = v8.getHeapStatistics();
+        m = { heapUsed: h.used_heap_size, external: h.external_memory, heapTotal: h.total_heap_size };
+      }
       allocated.set(m.heapUsed + m.external);
       heapSize.set(m.heapTotal);
-      physical.set(m.rss);
+      if (m.rss !== undefined) physical.set(m.rss);
       listenersActive.set(this.listeners.filter((l) => !l.stopped).length);
       clustersActive.set(this.clusterManager.all().length);
       certExpiry.set(daysUntilFirstCertExpiring(this.tlsContexts()));
     };
-    stats.onFlush(refresh);
+    stats.onFlush(() => {
+      try {
+        refresh();
+      } catch (e) {
+        // A stats refresh must never take the process down (it runs on a timer).
+        flushFailed(e);
+      }
+    });
     refresh();
     const cfg = this.config.stats;
     if (!cfg.flushOnAdmin)
-      this.flushTimer = setInterval(() => stats.flush(), timerMs(cfg.flushIntervalMs)).unref();
+      this.flushTimer = setInterval(() => {
+        try {
+          stats.flush();
+        } catch (e) {
+          flushFailed(e);
+        }
+      }, timerMs(cfg.flushIntervalMs)).unref();
   }
 
   /**

@@ -92,6 +92,7 @@ async function init(m: WorkerInit): Promise<void> {
   server = new Server(
     {
       concurrency: m.concurrency,
+      drainTimeS: m.drainTimeMs / 1000,
       serviceCluster: m.serviceCluster,
       serviceNode: m.serviceNode,
       worker: {
@@ -116,6 +117,7 @@ async function init(m: WorkerInit): Promise<void> {
     const waiting = waitingConns.get(name);
     waitingConns.delete(name);
     for (const s of waiting ?? []) l.adopt(s);
+    send({ t: 'listener', l: name });
   };
   server.onListenerCreated = report;
   server.setHealthCheckFailed(m.healthCheckFailed);
@@ -123,8 +125,12 @@ async function init(m: WorkerInit): Promise<void> {
   for (const l of server.listeners) report(l);
   const beat = setInterval(() => send({ t: 'hb' }), m.heartbeatMs);
   const flush = setInterval(() => {
-    const d = statsDelta();
-    if (d.c.length || d.g.length) send({ t: 'stats', d });
+    try {
+      const d = statsDelta();
+      if (d.c.length || d.g.length) send({ t: 'stats', d });
+    } catch (e) {
+      log.debug(`stats report failed: ${(e as Error).message}`);
+    }
   }, m.statsFlushMs);
   process.once('disconnect', () => {
     // The main process is gone: nothing may keep serving on its behalf.
@@ -146,15 +152,19 @@ process.on('message', (m: MainToWorker, handle?: net.Socket) => {
     case 'conn': {
       if (!handle) return;
       pauseHandedOver(handle);
+      // Before anything reads it: the main process may now close its copy.
+      send({ t: 'got', id: m.id });
       const l = server?.listeners.find((x) => x.name === m.l);
       if (l) l.adopt(handle);
       else {
-        // An LDS listener the main process bound a moment before this worker applied it.
+        // The listener is being replaced here (LDS): it takes the connection once made.
         const q = waitingConns.get(m.l) ?? [];
         q.push(handle);
         waitingConns.set(m.l, q);
         setTimeout(() => {
-          if (!handle.destroyed && waitingConns.get(m.l)?.includes(handle)) handle.destroy();
+          if (handle.destroyed || !waitingConns.get(m.l)?.includes(handle)) return;
+          handle.destroy();
+          send({ t: 'cx', l: m.l });
         }, 5000).unref();
       }
       return;

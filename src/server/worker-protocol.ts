@@ -29,13 +29,16 @@ export interface WorkerInit {
   dynamic: Array<{ typeUrl: string; resources: XdsResource[]; ports?: Record<string, number> }>;
   heartbeatMs: number;
   statsFlushMs: number;
+  /** --drain-time-s, in ms: how long connections of a listener LDS replaced may go on. */
+  drainTimeMs: number;
   /** The server fails health checks (admin /healthcheck/fail). */
   healthCheckFailed: boolean;
 }
 
 export type MainToWorker =
   | WorkerInit
-  | { t: 'conn'; l: string }
+  /** An exact-balance connection (the socket rides along); answered with 'got' and the id. */
+  | { t: 'conn'; l: string; id: number }
   | { t: 'hc'; c: string; a: string; b: number }
   | { t: 'hosts'; c: string; hosts: HostSnapshot[] }
   | { t: 'flush'; id: number }
@@ -65,6 +68,10 @@ export type WorkerToMain =
   | { t: 'ready' }
   | { t: 'hb' }
   | { t: 'cx'; l: string }
+  /** The connection handed over as `id` has arrived: the main process closes its copy. */
+  | { t: 'got'; id: number }
+  /** This worker has created the listener: it can take its connections. */
+  | { t: 'listener'; l: string }
   | { t: 'stats'; id?: number; d: StatsDelta }
   | { t: 'hcfail'; c: string; a: string }
   /** Outlier detection inputs, batched: [cluster, host address, event]. */
