@@ -231,7 +231,12 @@ export class ActiveListener {
         log.debug(`TLS error from ${facts.remoteAddress}: ${e.message}`);
         socket.destroy();
       });
+      // A client that leaves before the handshake completes: Node's TLS socket ends without
+      // closing, and the connection would stay in CLOSE-WAIT.
+      const leftEarly = () => socket.destroy();
+      secure.once('end', leftEarly);
       secure.once('secure', () => {
+        secure.off('end', leftEarly);
         const sni = (secure as unknown as { servername?: string | false }).servername;
         this.runFilters(
           socket,
