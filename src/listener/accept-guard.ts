@@ -76,8 +76,8 @@ function releaseSpare(): void {
 }
 
 export class AcceptGuard {
-  /** Closing whatever is accepted until libuv's accept loop has emptied the backlog. */
-  private shedding = false;
+  /** The accept error (EMFILE, ENFILE) whose loop turn is closing whatever gets accepted. */
+  private shedding: string | undefined;
   private unlogged = 0;
   private reason = '';
   private lastLog = 0;
@@ -100,9 +100,9 @@ export class AcceptGuard {
         // libuv accepts again as soon as this returns: that accept gets the freed fd, and what
         // follows it is closed, until the backlog is empty and the loop ends.
         releaseSpare();
-        this.shedding = true;
+        this.shedding = e.code;
         setImmediate(() => {
-          this.shedding = false;
+          this.shedding = undefined;
         });
       }
     });
@@ -116,7 +116,7 @@ export class AcceptGuard {
       if (fd === undefined || fd < 0 || max === undefined || fd < max - fdReserve(max)) return true;
     }
     socket.destroy();
-    if (this.shedding) this.failed('accept failed: EMFILE');
+    if (this.shedding) this.failed(`accept failed: ${this.shedding}`);
     else {
       const max = fdLimit()!;
       this.failed(`at the file descriptor limit (${max}, keeping ${fdReserve(max)} free)`);

@@ -38,9 +38,9 @@ export class ActiveListener {
   private readonly drains = new Map<net.Socket, Drain>();
   /**
    * Connections of a config LDS replaced (or of a listener LDS removed): told to wind down, and
-   * closed when their drain time is over (`at`, ms) if they have not closed by then.
+   * closed when their drain time is over if they have not closed by then.
    */
-  private readonly retiring = new Map<net.Socket, { drain: Drain; at: number }>();
+  private readonly retiring = new Map<net.Socket, { drain: Drain }>();
   private readonly retireTimers = new Set<NodeJS.Timeout>();
   /** Bumped by each LDS change: a connection whose chain came from an older config retires. */
   private generation = 0;
@@ -384,16 +384,17 @@ export class ActiveListener {
    */
   private retire(conns: Array<[net.Socket, Drain]>): void {
     if (conns.length === 0) return;
-    const at = Date.now() + this.drainTimeMs;
-    for (const [socket, drain] of conns) {
-      this.retiring.set(socket, { drain, at });
+    const batch = conns.map(([socket, drain]) => {
+      const r = { drain };
+      this.retiring.set(socket, r);
       drain(false);
-    }
+      return [socket, r] as const;
+    });
     const t = setTimeout(() => {
       this.retireTimers.delete(t);
-      const now = Date.now();
-      for (const [socket, r] of this.retiring) {
-        if (r.at > now) continue;
+      // Those of this batch still open (and not already told to close by encourageDrain).
+      for (const [socket, r] of batch) {
+        if (this.retiring.get(socket) !== r) continue;
         this.retiring.delete(socket);
         r.drain(true);
       }

@@ -36,7 +36,7 @@ interface BoundListener {
   /** Exact balance: the main process accepts here. */
   acceptor?: net.Server;
   guard?: AcceptGuard;
-  /** Closed (LDS removal, stop): what is still queued for it is closed too. */
+  /** Unbound by LDS: what it accepted goes to the listener of that name replacing it, or is closed. */
   closed?: boolean;
 }
 

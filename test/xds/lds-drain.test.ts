@@ -203,8 +203,9 @@ for (const concurrency of [1, 2])
       // The HTTP/1 codec closes a draining connection after the response in flight even when
       // that response's head, already sent, did not say `connection: close` (onResponseComplete
       // in src/http/http1/server-connection.ts): the client reuses it and its next request is
-      // reset. Passes once that response is left to finish keep-alive.
-      todo: 'HTTP/1 codec: close after a response only when it said connection: close',
+      // reset. Passes once drain(false) leaves such a response to finish keep-alive (the next
+      // response then says connection: close).
+      todo: 'HTTP/1 codec: after drain(false), close only after a response that said connection: close',
     }, async () => {
       const r = await hammer(
         port,
@@ -220,6 +221,9 @@ for (const concurrency of [1, 2])
     });
 
     it('an idle keep-alive connection stays open through the update and closes after the drain time', async () => {
+      // Whatever an earlier test rewrote has been applied.
+      const fresh = new http.Agent({ keepAlive: false });
+      await until('settled', async () => (await get(fresh, port, '/direct')).config === `v${version}`);
       const s = net.connect(port, '127.0.0.1');
       await new Promise((r) => s.once('connect', r));
       let data = '';
@@ -234,6 +238,7 @@ for (const concurrency of [1, 2])
       s.write('GET /direct HTTP/1.1\r\nhost: a\r\n\r\n');
       await until('first response', () => data.includes('direct'));
       assert.doesNotMatch(data, /connection: close/i);
+      const config = /x-config: (v\d+)/.exec(data)?.[1];
       version++;
       let before = count('listener_modified');
       moveIntoPlace(path.join(dir, 'lds.yaml'), ldsFile(version));
@@ -246,7 +251,9 @@ for (const concurrency of [1, 2])
       await until('closed after its response', () => closed);
       assert.match(data, /HTTP\/1\.1 200/);
       assert.match(data, /connection: close/i);
-      assert.match(data, new RegExp(`x-config: v${version - 1}`));
+      // Answered by the config it started with, not the one that replaced it.
+      assert.match(data, new RegExp(`x-config: ${config}\r\n`));
+      assert.notEqual(config, `v${version}`);
 
       // Another idle one, never used again: closed once the drain time (2 s here) is over.
       const idle = net.connect(port, '127.0.0.1');
