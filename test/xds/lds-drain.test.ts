@@ -200,12 +200,6 @@ for (const concurrency of [1, 2])
 
     it('a response whose head left before the update still keeps its keep-alive promise', {
       skip: concurrency !== 1,
-      // The HTTP/1 codec closes a draining connection after the response in flight even when
-      // that response's head, already sent, did not say `connection: close` (onResponseComplete
-      // in src/http/http1/server-connection.ts): the client reuses it and its next request is
-      // reset. Passes once drain(false) leaves such a response to finish keep-alive (the next
-      // response then says connection: close).
-      todo: 'HTTP/1 codec: after drain(false), close only after a response that said connection: close',
     }, async () => {
       const r = await hammer(
         port,

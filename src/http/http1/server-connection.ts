@@ -266,6 +266,8 @@ export class Http1ServerConnection {
   private endPending = false;
   private bodyPaused = false;
   draining = false;
+  /** drain(true): close after the response in flight even if its head promised keep-alive. */
+  private drainCloses = false;
   private closed = false;
   /** Inside parser.execute (callbacks run synchronously from it). */
   private parsing = false;
@@ -466,7 +468,9 @@ export class Http1ServerConnection {
     if (stream !== this.active) return;
     const requestDone = stream.body.ended;
     this.active = undefined;
-    if (close || this.draining || this.peerEnded) {
+    // A drain that came after this response's head (which promised keep-alive) closes only after
+    // the next response, which says so: the client may already be sending on this connection.
+    if (close || this.drainCloses || this.peerEnded) {
       // A tunnel's client may go on sending after the upstream's FIN: only the write side ends.
       if (!stream.tunnelled) this.endConnection();
       else if (!this.socket.writableEnded) this.socket.end();
@@ -607,8 +611,10 @@ export class Http1ServerConnection {
   /** Stop keep-alive: the next response carries connection: close; idle connections close now. */
   drain(closeIdle = true): void {
     this.draining = true;
+    if (!closeIdle) return;
+    this.drainCloses = true;
     // A tunnel the upstream half-closed is left to its client (its bytes still go upstream).
-    if (closeIdle && !this.active && !this.tunnel) this.endConnection();
+    if (!this.active && !this.tunnel) this.endConnection();
   }
 }
 
