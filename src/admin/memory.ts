@@ -3,7 +3,8 @@
 // /proc/self/stat for the resident set size, and throw EMFILE when the process is out
 // of file descriptors: exactly when an operator asks the admin API what is going on.
 // The heap figures come from V8 and need no file; the RSS is then the last one read.
-import v8 from 'node:v8';
+
+import { v8Module } from '../common/lazy-modules.js';
 
 export interface MemoryFigures {
   rss: number;
@@ -25,7 +26,7 @@ export function memoryUsage(knownRss?: () => number): MemoryFigures {
     lastRss = m.rss;
     return m;
   } catch {
-    const h = v8.getHeapStatistics();
+    const h = v8Module().getHeapStatistics();
     return {
       rss: lastRss || (knownRss?.() ?? 0),
       heapTotal: h.total_heap_size,

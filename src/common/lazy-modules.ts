@@ -19,3 +19,8 @@ export function httpModule(): typeof import('node:http') {
 export function cryptoModule(): typeof import('node:crypto') {
   return require('node:crypto');
 }
+
+/** Only for memory figures when process.memoryUsage() fails (EMFILE): importing it costs ~1 MB. */
+export function v8Module(): typeof import('node:v8') {
+  return require('node:v8');
+}

@@ -1,8 +1,8 @@
 // Herald's server: clusters, listeners and admin, built from one bootstrap.
 
-import v8 from 'node:v8';
 import type { AdminServer } from '../admin/admin-server.js';
 import { daysUntilFirstCertExpiring, type TlsContextCertificates } from '../admin/certs.js';
+import { v8Module } from '../common/lazy-modules.js';
 import { allLoggers, logger } from '../common/logger.js';
 import { createSharedCounters } from '../common/shared-counters.js';
 import { timerMs } from '../common/timers.js';
@@ -420,7 +420,7 @@ export class Server {
       } catch {
         // The resident size is read from /proc, which takes a file descriptor: at the fd limit
         // (EMFILE) the heap figures come from V8 instead and the last resident size stays.
-        const h = v8.getHeapStatistics();
+        const h = v8Module().getHeapStatistics();
         m = { heapUsed: h.used_heap_size, external: h.external_memory, heapTotal: h.total_heap_size };
       }
       allocated.set(m.heapUsed + m.external);
