@@ -1,16 +1,8 @@
 // /stats/prometheus written in pieces, one metric family at a time: the same text as
 // prometheusText() in src/stats/render.ts (test/admin/stats-stream.test.ts compares the
 // two), without holding all of it in one string.
-import { prometheusName } from '../stats/render.js';
+import { formatTags, prometheusName } from '../stats/render.js';
 import type { Counter, Gauge, StatsStore, Tag } from '../stats/store.js';
-
-function escapeLabelValue(v: string): string {
-  return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}
-
-function formatTags(tags: readonly Tag[]): string {
-  return tags.map((t) => `${t.name.replace(/[^a-zA-Z0-9_]/g, '_')}="${escapeLabelValue(t.value)}"`).join(',');
-}
 
 interface Named {
   name: string;

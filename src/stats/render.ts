@@ -78,7 +78,8 @@ function escapeLabelValue(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
-function formatTags(tags: readonly Tag[]): string {
+/** Prometheus labels from stat tags: `name="value"`, comma-separated. */
+export function formatTags(tags: readonly Tag[]): string {
   return tags.map((t) => `${t.name.replace(/[^a-zA-Z0-9_]/g, '_')}="${escapeLabelValue(t.value)}"`).join(',');
 }
 
