@@ -83,7 +83,7 @@ export function formatTags(tags: readonly Tag[]): string {
   return tags.map((t) => `${t.name.replace(/[^a-zA-Z0-9_]/g, '_')}="${escapeLabelValue(t.value)}"`).join(',');
 }
 
-interface Named {
+export interface Named {
   name: string;
   tagExtractedName: string;
   tags: readonly Tag[];
@@ -91,7 +91,11 @@ interface Named {
 }
 
 /** Groups by Prometheus name, each group and its members sorted, as Envoy orders them. */
-function groups<T extends Named>(list: T[], usedOnly: boolean, filter: RegExp | undefined): Map<string, T[]> {
+export function prometheusGroups<T extends Named>(
+  list: T[],
+  usedOnly: boolean,
+  filter: RegExp | undefined,
+): Map<string, T[]> {
   const out = new Map<string, T[]>();
   for (const m of list) {
     if (usedOnly && !m.used) continue;
@@ -110,7 +114,7 @@ function groups<T extends Named>(list: T[], usedOnly: boolean, filter: RegExp | 
 export function prometheusText(store: StatsStore, usedOnly: boolean, filter: RegExp | undefined): string {
   const out: string[] = [];
   const numeric = (list: Array<Counter | Gauge>, type: string) => {
-    for (const [name, members] of groups(list, usedOnly, filter)) {
+    for (const [name, members] of prometheusGroups(list, usedOnly, filter)) {
       out.push(`# TYPE ${name} ${type}\n`);
       for (const m of members) out.push(`${name}{${formatTags(m.tags)}} ${m.value}\n`);
       out.push('\n');
@@ -118,7 +122,7 @@ export function prometheusText(store: StatsStore, usedOnly: boolean, filter: Reg
   };
   numeric(store.allCounters(), 'counter');
   numeric(store.allGauges(), 'gauge');
-  for (const [name, members] of groups(store.allHistograms(), usedOnly, filter)) {
+  for (const [name, members] of prometheusGroups(store.allHistograms(), usedOnly, filter)) {
     out.push(`# TYPE ${name} histogram\n`);
     for (const h of members) {
       const tags = formatTags(h.tags);
