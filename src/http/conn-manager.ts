@@ -22,7 +22,7 @@ import {
   type NetworkFilter,
   NetworkFilterStatus,
 } from '../network/filter.js';
-import { PendingInput, pendingInput, socketFd } from '../network/pending-input.js';
+import { PendingInput, pendingInput, socketFd, unsentOutput } from '../network/pending-input.js';
 import { replayingStream } from '../network/replaying-stream.js';
 import type { Counter, Gauge, Histogram, StatsScope } from '../stats/store.js';
 import { ActiveStream, formatHeaders, stripHopByHop } from './active-stream.js';
@@ -198,7 +198,13 @@ class H2Session {
       }
       if (p !== PendingInput.Unknown) {
         const read = socket.bytesRead;
-        const stuck = p === PendingInput.Data && this.dataWaiting && read === this.lastBytesRead;
+        // Node also stops reading while a write waits on a client that does not read: that client
+        // is slow, not gone, and its unsent bytes say so.
+        const stuck =
+          p === PendingInput.Data &&
+          this.dataWaiting &&
+          read === this.lastBytesRead &&
+          unsentOutput(socketFd(socket)) === 0;
         if (p === PendingInput.Closed || stuck) {
           log.debug(`HTTP/2 connection ${this.conn.id}: no longer read (nghttp2 ended it); closing`);
           session.destroy();

@@ -21,7 +21,11 @@ const MSG_DONTWAIT = 0x40;
 const EAGAIN = 11;
 const EINTR = 4;
 
+const SIOCOUTQ = 0x5411; // TIOCOUTQ: bytes in the socket's send queue not yet acknowledged
+
 let recv: ((fd: number, buf: Buffer, len: number, flags: number) => number) | null | undefined;
+let ioctl: ((fd: number, req: number, out: Int32Array) => number) | undefined;
+const outq = new Int32Array(1);
 let errno: (() => number) | undefined;
 const one = Buffer.alloc(1);
 
@@ -30,6 +34,7 @@ function load(): boolean {
   try {
     const { koffi, lib } = libc();
     recv = lib.func('long recv(int fd, _Out_ uint8_t *buf, size_t len, int flags)') as unknown as typeof recv;
+    ioctl = lib.func('int ioctl(int fd, unsigned long req, _Out_ int *out)') as unknown as typeof ioctl;
     errno = () => koffi.errno();
   } catch {
     recv = null;
@@ -51,4 +56,13 @@ export function pendingInput(fd: number): PendingInput {
   if (n === 0) return PendingInput.Closed;
   const e = errno!();
   return e === EAGAIN || e === EINTR ? PendingInput.None : PendingInput.Closed;
+}
+
+/**
+ * Bytes the kernel still holds to send on the socket (SIOCOUTQ), or -1 when unknown. A socket
+ * whose peer does not read keeps some; one whose last write has gone out keeps none.
+ */
+export function unsentOutput(fd: number): number {
+  if (fd < 0 || !load()) return -1;
+  return ioctl!(fd, SIOCOUTQ, outq) === 0 ? outq[0]! : -1;
 }

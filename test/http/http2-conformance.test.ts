@@ -55,6 +55,16 @@ describe('HTTP/2 connections and h2spec cases', () => {
               ],
             },
           ]),
+          listener('h2big', [
+            {
+              filters: [
+                hcmFilter({
+                  statPrefix: 'h2big',
+                  routeConfig: simpleRouteConfig([direct('x'.repeat(4000))]),
+                }),
+              ],
+            },
+          ]),
           listener('h2ka', [
             {
               filters: [
@@ -228,6 +238,31 @@ describe('HTTP/2 connections and h2spec cases', () => {
     c.write(frame(FrameType.PING, 0, 0, Buffer.alloc(8)));
     assert.ok(await c.waitClosed(8000), 'closed: bytes waiting and nothing read at two checks');
     await noLeak('h2c', h.port('h2c'));
+  });
+
+  it('without keepalive, a client that stops reading (but is still there) is not taken for a dead session', {
+    timeout: 30_000,
+  }, async () => {
+    const c = await RawH2.connect(h.port('h2big'));
+    // A window large enough for Herald to fill the socket buffers, then no more reading.
+    const settings = Buffer.alloc(6);
+    settings.writeUInt16BE(4, 0); // SETTINGS_INITIAL_WINDOW_SIZE
+    settings.writeUInt32BE(0x7fffffff, 2);
+    c.write(frame(FrameType.SETTINGS, 0, 0, settings), frame(FrameType.WINDOW_UPDATE, 0, 0, u32(0x7fff0000)));
+    await sleep(100);
+    c.socket.pause();
+    const frames: Buffer[] = [];
+    for (let id = 1; id < 2 * 1500; id += 2)
+      frames.push(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, id, requestBlock('/')));
+    c.write(...frames);
+    // Keep sending (bytes wait unread on Herald's side while its writes are blocked) past two checks.
+    for (let i = 0; i < 14; i++) {
+      await sleep(500);
+      c.write(frame(FrameType.PING, 0, 0, Buffer.alloc(8)));
+    }
+    assert.equal(c.closed, false, 'a slow reader keeps its connection');
+    c.close();
+    await noLeak('h2big', h.port('h2big'));
   });
 
   // h2spec 5.1/8, 9, 11, 12 and 5.1.1/2 expect STREAM_CLOSED / PROTOCOL_ERROR. nghttp2, as Node
