@@ -2,7 +2,7 @@
 
 import type { AdminServer } from '../admin/admin-server.js';
 import { daysUntilFirstCertExpiring, type TlsContextCertificates } from '../admin/certs.js';
-import { v8Module } from '../common/lazy-modules.js';
+import { memoryUsage } from '../admin/memory.js';
 import { allLoggers, logger } from '../common/logger.js';
 import { createSharedCounters } from '../common/shared-counters.js';
 import { timerMs } from '../common/timers.js';
@@ -414,18 +414,11 @@ export class Server {
       uptime.set(Math.floor((Date.now() - this.startTime) / 1000));
       live.set(this.state === 'LIVE' ? 1 : 0);
       state.set(SERVER_STATE_VALUES[this.state]);
-      let m: { heapUsed: number; external: number; heapTotal: number; rss?: number };
-      try {
-        m = process.memoryUsage();
-      } catch {
-        // The resident size is read from /proc, which takes a file descriptor: at the fd limit
-        // (EMFILE) the heap figures come from V8 instead and the last resident size stays.
-        const h = v8Module().getHeapStatistics();
-        m = { heapUsed: h.used_heap_size, external: h.external_memory, heapTotal: h.total_heap_size };
-      }
+      // At the fd limit process.memoryUsage() throws (it reads /proc): V8's figures and the last RSS.
+      const m = memoryUsage(() => physical.value);
       allocated.set(m.heapUsed + m.external);
       heapSize.set(m.heapTotal);
-      if (m.rss !== undefined) physical.set(m.rss);
+      if (m.rss > 0) physical.set(m.rss);
       listenersActive.set(this.listeners.filter((l) => !l.stopped).length);
       clustersActive.set(this.clusterManager.all().length);
       certExpiry.set(daysUntilFirstCertExpiring(this.tlsContexts()));

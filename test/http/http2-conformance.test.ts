@@ -113,16 +113,29 @@ describe('HTTP/2 connections and h2spec cases', () => {
     assert.equal(active, 0, `http.${prefix}.downstream_cx_active`);
   }
 
+  /** One request on a node http2 session, then the client closes it. */
+  async function getAndClose(s: http2.ClientHttp2Session): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const q = s.request({ ':path': '/' });
+      q.on('error', reject);
+      q.resume();
+      q.on('end', resolve);
+    });
+    s.close();
+  }
+
+  /** A connection nghttp2 has ended with GOAWAY PROTOCOL_ERROR (DATA on stream 0, h2spec 6.1/1). */
+  async function endedByNghttp2(port: number): Promise<RawH2> {
+    const c = await RawH2.connect(port);
+    c.write(frame(FrameType.DATA, Flag.END_STREAM, 0, Buffer.from('protospec')));
+    assert.equal(await c.goaway(3000), ErrorCode.PROTOCOL_ERROR);
+    return c;
+  }
+
   it('a client that closes an h2c connection leaves nothing behind (node http2 client)', async () => {
     for (let i = 0; i < 5; i++) {
       const s = http2.connect(`http://127.0.0.1:${h.port('h2c')}`);
-      await new Promise<void>((resolve, reject) => {
-        const q = s.request({ ':path': '/' });
-        q.on('error', reject);
-        q.resume();
-        q.on('end', resolve);
-      });
-      s.close();
+      await getAndClose(s);
     }
     await noLeak('h2c', h.port('h2c'));
   });
@@ -154,13 +167,7 @@ describe('HTTP/2 connections and h2spec cases', () => {
             ALPNProtocols: ['h2'],
           }),
       });
-      await new Promise<void>((resolve, reject) => {
-        const q = s.request({ ':path': '/' });
-        q.on('error', reject);
-        q.resume();
-        q.on('end', resolve);
-      });
-      s.close();
+      await getAndClose(s);
     }
     await noLeak('h2tls', h.port('h2tls'));
   });
@@ -168,19 +175,14 @@ describe('HTTP/2 connections and h2spec cases', () => {
   // nghttp2 ends these sessions itself: Node stops reading and tells JavaScript nothing. The
   // keepalive PING (or, without one, the quiet-session probe) finds them.
   it('a connection nghttp2 ends with GOAWAY (protocol error) is closed, client silent', async () => {
-    const c = await RawH2.connect(h.port('h2ka'));
-    // DATA on stream 0 (h2spec 6.1/1): connection error PROTOCOL_ERROR.
-    c.write(frame(FrameType.DATA, Flag.END_STREAM, 0, Buffer.from('protospec')));
-    assert.equal(await c.goaway(3000), ErrorCode.PROTOCOL_ERROR);
+    const c = await endedByNghttp2(h.port('h2ka'));
     // The client does not close: Herald must.
     assert.ok(await c.waitClosed(3000), 'Herald closes the connection it sent a GOAWAY on');
     await noLeak('h2ka', h.port('h2ka'));
   });
 
   it('a connection nghttp2 ends with GOAWAY (protocol error) is closed when the client closes', async () => {
-    const c = await RawH2.connect(h.port('h2ka'));
-    c.write(frame(FrameType.DATA, Flag.END_STREAM, 0, Buffer.from('protospec')));
-    assert.equal(await c.goaway(3000), ErrorCode.PROTOCOL_ERROR);
+    const c = await endedByNghttp2(h.port('h2ka'));
     c.socket.end();
     assert.ok(await c.waitClosed(3000), 'closed after the client FIN');
     await noLeak('h2ka', h.port('h2ka'));
@@ -221,9 +223,7 @@ describe('HTTP/2 connections and h2spec cases', () => {
   });
 
   it('without keepalive, a session nghttp2 ended is closed once its client closes', async () => {
-    const c = await RawH2.connect(h.port('h2c'));
-    c.write(frame(FrameType.DATA, Flag.END_STREAM, 0, Buffer.from('protospec')));
-    assert.equal(await c.goaway(3000), ErrorCode.PROTOCOL_ERROR);
+    const c = await endedByNghttp2(h.port('h2c'));
     c.socket.end();
     // Node no longer reads the socket: the FIN is found by the session check (every 2 s).
     assert.ok(await c.waitClosed(5000), 'closed after the client FIN');
@@ -231,9 +231,7 @@ describe('HTTP/2 connections and h2spec cases', () => {
   });
 
   it('without keepalive, a session nghttp2 ended whose client keeps sending is closed', async () => {
-    const c = await RawH2.connect(h.port('h2c'));
-    c.write(frame(FrameType.DATA, Flag.END_STREAM, 0, Buffer.from('protospec')));
-    assert.equal(await c.goaway(3000), ErrorCode.PROTOCOL_ERROR);
+    const c = await endedByNghttp2(h.port('h2c'));
     // The client neither closes nor stops writing: its bytes wait unread in the kernel.
     c.write(frame(FrameType.PING, 0, 0, Buffer.alloc(8)));
     assert.ok(await c.waitClosed(8000), 'closed: bytes waiting and nothing read at two checks');
